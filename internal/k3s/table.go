@@ -1,0 +1,291 @@
+// Package k3s is what K3s (and RKE2) is, as data: the data-dir layout, every
+// certificate, key and kubeconfig with its role, signer, expected subject and
+// usages, the ports, and the version profiles. It is the only package that
+// knows K3s; readers, diagnosis, rotation and the lab consult it.
+//
+// It must not import os or net: it is data plus pure functions. The node
+// generator used by tests lives in gen.go and writes through an injected
+// directory.
+package k3s
+
+import (
+	"sort"
+	"strings"
+)
+
+// Program is the distribution: "k3s" or "rke2". It is spliced into file
+// names, CNs, the secret name and paths.
+type Program string
+
+// The supported programs.
+const (
+	K3s  Program = "k3s"
+	RKE2 Program = "rke2"
+)
+
+// Usage is an extended key usage, named as `k3s certificate check` names it.
+type Usage string
+
+// The usages K3s certificates carry.
+const (
+	ServerAuth Usage = "ServerAuth"
+	ClientAuth Usage = "ClientAuth"
+	CertSign   Usage = "CertSign"
+)
+
+// Role is where a file lives: on every server, or on every node's agent.
+type Role string
+
+// Node roles.
+const (
+	RoleServer Role = "server"
+	RoleAgent  Role = "agent"
+)
+
+// Spec is one certificate (with or without key), or key-only file, of a node.
+// Paths are relative to the data dir and may contain {p} for the program name.
+type Spec struct {
+	ID      string   // stable identifier, unique across the table
+	Service string   // `k3s certificate rotate --service` name; "certificate-authority" for CAs
+	Role    Role     // server or agent
+	Cert    string   // certificate path, "" for a key-only entry
+	Key     string   // private key path, "" when the node has no key (e.g. agent CA copies)
+	Signer  string   // ID of the signing CA; "" for a self-signed CA
+	CA      bool     // a CA: never renewed by K3s
+	CN      string   // expected CN ({p} spliced); for CAs a prefix before "@<unix>"
+	Orgs    []string // expected O
+	Usages  []Usage  // expected extended key usages
+	RSA     bool     // RSA key (service.key); otherwise ECDSA P-256
+	Copy    bool     // a copy of another entry's certificate (agent/client-ca.crt)
+	Legacy  Legacy   // which naming generations have this entry
+	Kubecfg string   // the kubeconfig in server/cred or agent/ that references this cert, if any
+	Serving bool     // a serving certificate whose SANs matter
+}
+
+// Legacy tells in which naming generation an entry exists.
+type Legacy int
+
+// Naming generations.
+const (
+	Both       Legacy = iota // present in v1.18 and later
+	OnlyLegacy               // v1.18 name only
+	OnlyModern               // v1.19+ name only
+)
+
+func (l Legacy) in(p Profile) bool {
+	switch l {
+	case OnlyLegacy:
+		return p.LegacyNames
+	case OnlyModern:
+		return !p.LegacyNames
+	}
+	return true
+}
+
+const masters = "system:masters"
+
+// table is the raw list; Specs resolves it for a program and profile.
+var table = []Spec{
+	// CAs (facts §1.1, §1.2). Never renewed by K3s, never rotated by default.
+	{ID: "server-ca", Service: "certificate-authority", Role: RoleServer, Cert: "server/tls/server-ca.crt", Key: "server/tls/server-ca.key", CA: true, CN: "{p}-server-ca", Usages: []Usage{CertSign}},
+	{ID: "client-ca", Service: "certificate-authority", Role: RoleServer, Cert: "server/tls/client-ca.crt", Key: "server/tls/client-ca.key", CA: true, CN: "{p}-client-ca", Usages: []Usage{CertSign}},
+	{ID: "request-header-ca", Service: "certificate-authority", Role: RoleServer, Cert: "server/tls/request-header-ca.crt", Key: "server/tls/request-header-ca.key", CA: true, CN: "{p}-request-header-ca", Usages: []Usage{CertSign}},
+	{ID: "etcd-server-ca", Service: "certificate-authority", Role: RoleServer, Cert: "server/tls/etcd/server-ca.crt", Key: "server/tls/etcd/server-ca.key", CA: true, CN: "etcd-server-ca", Usages: []Usage{CertSign}},
+	{ID: "etcd-peer-ca", Service: "certificate-authority", Role: RoleServer, Cert: "server/tls/etcd/peer-ca.crt", Key: "server/tls/etcd/peer-ca.key", CA: true, CN: "etcd-peer-ca", Usages: []Usage{CertSign}},
+
+	// Server leaves under server/tls (facts §1.2).
+	{ID: "client-admin", Service: "admin", Role: RoleServer, Cert: "server/tls/client-admin.crt", Key: "server/tls/client-admin.key", Signer: "client-ca", CN: "system:admin", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Kubecfg: "server/cred/admin.kubeconfig"},
+	{ID: "client-supervisor", Service: "supervisor", Role: RoleServer, Cert: "server/tls/client-supervisor.crt", Key: "server/tls/client-supervisor.key", Signer: "client-ca", CN: "system:{p}-supervisor", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Legacy: OnlyModern, Kubecfg: "server/cred/supervisor.kubeconfig"},
+	{ID: "client-controller", Service: "controller-manager", Role: RoleServer, Cert: "server/tls/client-controller.crt", Key: "server/tls/client-controller.key", Signer: "client-ca", CN: "system:kube-controller-manager", Usages: []Usage{ClientAuth}, Kubecfg: "server/cred/controller.kubeconfig"},
+	{ID: "client-scheduler", Service: "scheduler", Role: RoleServer, Cert: "server/tls/client-scheduler.crt", Key: "server/tls/client-scheduler.key", Signer: "client-ca", CN: "system:kube-scheduler", Usages: []Usage{ClientAuth}, Kubecfg: "server/cred/scheduler.kubeconfig"},
+	{ID: "client-kube-apiserver", Service: "api-server", Role: RoleServer, Cert: "server/tls/client-kube-apiserver.crt", Key: "server/tls/client-kube-apiserver.key", Signer: "client-ca", CN: "system:apiserver", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Legacy: OnlyModern, Kubecfg: "server/cred/api-server.kubeconfig"},
+	{ID: "client-kube-apiserver", Service: "api-server", Role: RoleServer, Cert: "server/tls/client-kube-apiserver.crt", Key: "server/tls/client-kube-apiserver.key", Signer: "client-ca", CN: "kube-apiserver", Usages: []Usage{ClientAuth}, Legacy: OnlyLegacy, Kubecfg: "server/cred/api-server.kubeconfig"},
+	{ID: "client-kube-proxy", Service: "kube-proxy", Role: RoleServer, Cert: "server/tls/client-kube-proxy.crt", Key: "server/tls/client-kube-proxy.key", Signer: "client-ca", CN: "system:kube-proxy", Usages: []Usage{ClientAuth}},
+	{ID: "client-k3s-controller", Service: "{p}-controller", Role: RoleServer, Cert: "server/tls/client-{p}-controller.crt", Key: "server/tls/client-{p}-controller.key", Signer: "client-ca", CN: "system:{p}-controller", Usages: []Usage{ClientAuth}},
+	{ID: "client-cloud-controller", Service: "cloud-controller", Role: RoleServer, Cert: "server/tls/client-{p}-cloud-controller.crt", Key: "server/tls/client-{p}-cloud-controller.key", Signer: "client-ca", CN: "{p}-cloud-controller-manager", Usages: []Usage{ClientAuth}, Legacy: OnlyModern, Kubecfg: "server/cred/cloud-controller.kubeconfig"},
+	{ID: "client-cloud-controller", Service: "cloud-controller", Role: RoleServer, Cert: "server/tls/client-cloud-controller.crt", Key: "server/tls/client-cloud-controller.key", Signer: "client-ca", CN: "cloud-controller-manager", Usages: []Usage{ClientAuth}, Legacy: OnlyLegacy, Kubecfg: "server/cred/cloud-controller.kubeconfig"},
+	{ID: "client-auth-proxy", Service: "auth-proxy", Role: RoleServer, Cert: "server/tls/client-auth-proxy.crt", Key: "server/tls/client-auth-proxy.key", Signer: "request-header-ca", CN: "system:auth-proxy", Usages: []Usage{ClientAuth}},
+	{ID: "serving-kube-apiserver", Service: "api-server", Role: RoleServer, Cert: "server/tls/serving-kube-apiserver.crt", Key: "server/tls/serving-kube-apiserver.key", Signer: "server-ca", CN: "kube-apiserver", Usages: []Usage{ServerAuth}, Serving: true},
+	{ID: "etcd-client", Service: "etcd", Role: RoleServer, Cert: "server/tls/etcd/client.crt", Key: "server/tls/etcd/client.key", Signer: "etcd-server-ca", CN: "etcd-client", Usages: []Usage{ClientAuth}},
+	{ID: "etcd-server-client", Service: "etcd", Role: RoleServer, Cert: "server/tls/etcd/server-client.crt", Key: "server/tls/etcd/server-client.key", Signer: "etcd-server-ca", CN: "etcd-server", Usages: []Usage{ServerAuth, ClientAuth}, Serving: true},
+	{ID: "etcd-peer-server-client", Service: "etcd", Role: RoleServer, Cert: "server/tls/etcd/peer-server-client.crt", Key: "server/tls/etcd/peer-server-client.key", Signer: "etcd-peer-ca", CN: "etcd-peer", Usages: []Usage{ServerAuth, ClientAuth}, Serving: true},
+
+	// Key-only files (facts §1.2).
+	{ID: "client-kubelet-key", Service: "kubelet", Role: RoleServer, Key: "server/tls/client-kubelet.key"},
+	{ID: "serving-kubelet-key", Service: "kubelet", Role: RoleServer, Key: "server/tls/serving-kubelet.key"},
+	{ID: "service-key", Service: "service-account", Role: RoleServer, Key: "server/tls/service.key", RSA: true},
+
+	// Agent files, fetched from a server on every agent start (facts §1.3, §6.2).
+	{ID: "agent-client-ca", Service: "kubelet", Role: RoleAgent, Cert: "agent/client-ca.crt", Signer: "", CA: true, Copy: true, CN: "{p}-client-ca", Usages: []Usage{CertSign}},
+	{ID: "agent-server-ca", Service: "kubelet", Role: RoleAgent, Cert: "agent/server-ca.crt", Signer: "", CA: true, Copy: true, CN: "{p}-server-ca", Usages: []Usage{CertSign}},
+	{ID: "agent-serving-kubelet", Service: "kubelet", Role: RoleAgent, Cert: "agent/serving-kubelet.crt", Key: "agent/serving-kubelet.key", Signer: "server-ca", CN: "{node}", Usages: []Usage{ServerAuth}, Serving: true},
+	{ID: "agent-client-kubelet", Service: "kubelet", Role: RoleAgent, Cert: "agent/client-kubelet.crt", Key: "agent/client-kubelet.key", Signer: "client-ca", CN: "system:node:{node}", Orgs: []string{"system:nodes"}, Usages: []Usage{ClientAuth}, Kubecfg: "agent/kubelet.kubeconfig"},
+	{ID: "agent-client-kube-proxy", Service: "kube-proxy", Role: RoleAgent, Cert: "agent/client-kube-proxy.crt", Key: "agent/client-kube-proxy.key", Signer: "client-ca", CN: "system:kube-proxy", Usages: []Usage{ClientAuth}, Kubecfg: "agent/kubeproxy.kubeconfig"},
+	{ID: "agent-client-k3s-controller", Service: "{p}-controller", Role: RoleAgent, Cert: "agent/client-{p}-controller.crt", Key: "agent/client-{p}-controller.key", Signer: "client-ca", CN: "system:{p}-controller", Usages: []Usage{ClientAuth}, Kubecfg: "agent/{p}controller.kubeconfig"},
+}
+
+// Listener describes the supervisor's dynamiclistener certificate
+// (facts §3): one certificate kept in two places.
+type Listener struct {
+	JSONPath   string   // dynamic-cert.json, relative to the data dir
+	Trigger    string   // dynamic-cert-regenerate trigger file
+	Namespace  string   // secret namespace
+	SecretName string   // secret name
+	CN         string   // CN and O of the certificate
+	Orgs       []string // O
+	Signer     string   // ID of the signing CA
+}
+
+// ListenerSpec returns where the listener certificate lives for a program.
+func ListenerSpec(p Program) Listener {
+	return Listener{
+		JSONPath:   "server/tls/dynamic-cert.json",
+		Trigger:    "server/tls/dynamic-cert-regenerate",
+		Namespace:  "kube-system",
+		SecretName: string(p) + "-serving",
+		CN:         string(p),
+		Orgs:       []string{string(p)},
+		Signer:     "server-ca",
+	}
+}
+
+// SecretKey is the datastore key of the listener secret.
+func (l Listener) SecretKey() string {
+	return "/registry/secrets/" + l.Namespace + "/" + l.SecretName
+}
+
+// Ports are the node's TLS listeners.
+type Ports struct {
+	Supervisor int // dynamiclistener (k3s: 6443, rke2: 9345)
+	APIServer  int // kube-apiserver (k3s: 6444, rke2: 6443)
+	Kubelet    int // 10250
+	Etcd       int // 2379
+}
+
+// DefaultPorts returns the well-known ports of a program.
+func DefaultPorts(p Program) Ports {
+	if p == RKE2 {
+		return Ports{Supervisor: 9345, APIServer: 6443, Kubelet: 10250, Etcd: 2379}
+	}
+	return Ports{Supervisor: 6443, APIServer: 6444, Kubelet: 10250, Etcd: 2379}
+}
+
+// DefaultDataDir is where the program keeps its state.
+func DefaultDataDir(p Program) string { return "/var/lib/rancher/" + string(p) }
+
+// DefaultKubeconfig is the admin kubeconfig K3s writes on every server start.
+func DefaultKubeconfig(p Program) string {
+	return "/etc/rancher/" + string(p) + "/" + string(p) + ".yaml"
+}
+
+// DefaultConfigFile is the K3s config file that may carry tls-san entries.
+func DefaultConfigFile(p Program) string {
+	return "/etc/rancher/" + string(p) + "/config.yaml"
+}
+
+// Kubeconfigs lists the kubeconfig files K3s writes under the data dir, each
+// referencing certificate files by path (facts §1.4).
+func Kubeconfigs(p Program, prof Profile) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range Specs(p, prof) {
+		if s.Kubecfg != "" && !seen[s.Kubecfg] {
+			seen[s.Kubecfg] = true
+			out = append(out, s.Kubecfg)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Specs returns the table resolved for a program and profile, sorted by ID.
+func Specs(p Program, prof Profile) []Spec {
+	var out []Spec
+	for _, s := range table {
+		if !s.Legacy.in(prof) {
+			continue
+		}
+		out = append(out, s.resolve(p))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ByID returns the resolved spec with the given ID.
+func ByID(p Program, prof Profile, id string) (Spec, bool) {
+	for _, s := range Specs(p, prof) {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return Spec{}, false
+}
+
+// ByPath returns the resolved spec whose certificate or key file is rel
+// (relative to the data dir, slash-separated). Both naming generations are
+// searched, so a v1.18 file is recognised under any profile.
+func ByPath(p Program, rel string) (Spec, bool) {
+	for _, s := range table {
+		r := s.resolve(p)
+		if r.Cert == rel || r.Key == rel {
+			return r, true
+		}
+	}
+	return Spec{}, false
+}
+
+func (s Spec) resolve(p Program) Spec {
+	r := func(v string) string { return strings.ReplaceAll(v, "{p}", string(p)) }
+	s.Service = r(s.Service)
+	s.Cert = r(s.Cert)
+	s.Key = r(s.Key)
+	s.CN = r(s.CN)
+	s.Kubecfg = r(s.Kubecfg)
+	return s
+}
+
+// MatchesCN reports whether cn is what the spec expects. CAs carry
+// "<prefix>@<unix>"; node-specific CNs carry the node name.
+func (s Spec) MatchesCN(cn string) bool {
+	if s.CA {
+		return cn == s.CN || strings.HasPrefix(cn, s.CN+"@")
+	}
+	if strings.Contains(s.CN, "{node}") {
+		pre, post, _ := strings.Cut(s.CN, "{node}")
+		return len(cn) > len(pre)+len(post) && strings.HasPrefix(cn, pre) && strings.HasSuffix(cn, post)
+	}
+	return cn == s.CN
+}
+
+// Renewable reports whether K3s itself renews this entry on restart (leaf
+// certificates under server/tls). Agent leaves are renewed by restarting the
+// agent; CAs are never renewed.
+func (s Spec) Renewable() bool { return !s.CA && s.Cert != "" }
+
+// ServiceIP is the apiserver's service IP in the default service CIDR
+// 10.43.0.0/16; K3s adds it to config.SANs (facts §1.2).
+const ServiceIP = "10.43.0.1"
+
+// APIServerDNSNames are the DNS SANs of serving-kube-apiserver (facts §1.2).
+func APIServerDNSNames(prof Profile, clusterDomain string) []string {
+	if prof.LegacyNames {
+		return []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"}
+	}
+	return []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain(clusterDomain)}
+}
+
+// ListenerDNSNames are the DNS SANs the supervisor listener is configured
+// with besides --tls-san (facts §3.1).
+func ListenerDNSNames(prof Profile, clusterDomain string) []string {
+	if prof.LegacyNames {
+		return []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc." + domain(clusterDomain)}
+	}
+	return []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain(clusterDomain)}
+}
+
+func domain(d string) string {
+	if d == "" {
+		return "cluster.local"
+	}
+	return d
+}

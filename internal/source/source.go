@@ -1,0 +1,217 @@
+// Package source turns the world into observations: certificate files,
+// kubeconfigs, dynamic-cert.json, the listener secret and what live TLS
+// endpoints serve. One failing source never stops the others: a file that
+// cannot be read or parsed becomes a Problem with a stable reason, and the
+// scan goes on. Private keys are read only to check that they match their
+// certificate; they are never kept in an Inventory.
+package source
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"sort"
+	"sync"
+)
+
+// Kind is where an observation came from. The values are part of the JSON
+// output and never change.
+type Kind string
+
+// The source kinds.
+const (
+	File        Kind = "file"
+	Kubeconfig  Kind = "kubeconfig"
+	DynamicCert Kind = "dynamic-cert"
+	Secret      Kind = "secret"
+	Endpoint    Kind = "endpoint"
+)
+
+// Cert is one certificate found somewhere.
+type Cert struct {
+	Source   Kind
+	Location string // file path, "path (user NAME)", "kube-system/k3s-serving", "127.0.0.1:6443"
+	Index    int    // position in its bundle or chain (0 = the leaf / first block)
+	SpecID   string // what it is, from the k3s table ("listener" for the listener certificate); "" when unknown
+	Via      string // how it was obtained (secret: "api"/"datastore"; kubeconfig: "client"/"ca")
+	Cert     *x509.Certificate
+}
+
+// KeyCheck records whether a private key matches its certificate.
+type KeyCheck struct {
+	Source       Kind
+	Location     string // the key's location
+	CertLocation string // the certificate it was compared with
+	Matches      bool
+	Algorithm    string // e.g. "ECDSA P-256"
+	Count        int    // number of keys in the file (service.key may hold several)
+}
+
+// KubeconfigRef is a kubeconfig's view of its credentials.
+type KubeconfigRef struct {
+	Location  string
+	Server    string
+	Embedded  bool   // client certificate embedded (k3s.yaml) rather than referenced by path
+	CertFile  string // referenced client certificate file, if any
+	KeyFile   string
+	CAFile    string
+	Copy      bool // a user-supplied copy (--kubeconfig), not a file K3s writes
+	ClientFP  string
+	ServerCAs []string // fingerprints of the embedded or referenced CA data
+}
+
+// EndpointResult says what a TLS endpoint did.
+type EndpointResult struct {
+	Address     string
+	Role        string // "supervisor", "apiserver", "kubelet", "etcd", or "" for user endpoints
+	Explicit    bool   // asked for by the user (a failure to answer is then a problem)
+	Status      string // "ok", "refused", "timeout", "not-tls", "error"
+	Error       string
+	Trusted     bool   // chain verified against the node's CAs at the judgement time
+	VerifyError string // why it did not verify, when it did not
+}
+
+// Problem is a source that could not be read or parsed.
+type Problem struct {
+	Source   Kind
+	Location string
+	Reason   Reason
+	Detail   string
+}
+
+// Inventory is everything the sources observed.
+type Inventory struct {
+	mu          sync.Mutex
+	Certs       []Cert
+	Keys        []KeyCheck
+	Kubeconfigs []KubeconfigRef
+	Endpoints   []EndpointResult
+	Problems    []Problem
+}
+
+// AddCert records certificates of one location, in order.
+func (inv *Inventory) AddCert(c ...Cert) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.Certs = append(inv.Certs, c...)
+}
+
+// AddKey records a key check.
+func (inv *Inventory) AddKey(k KeyCheck) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.Keys = append(inv.Keys, k)
+}
+
+// AddKubeconfig records a kubeconfig.
+func (inv *Inventory) AddKubeconfig(k KubeconfigRef) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.Kubeconfigs = append(inv.Kubeconfigs, k)
+}
+
+// AddEndpoint records an endpoint result.
+func (inv *Inventory) AddEndpoint(e EndpointResult) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.Endpoints = append(inv.Endpoints, e)
+}
+
+// AddProblem records a source that failed.
+func (inv *Inventory) AddProblem(p Problem) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.Problems = append(inv.Problems, p)
+}
+
+// Sort orders every list by location (then index), so output is stable.
+func (inv *Inventory) Sort() {
+	sort.SliceStable(inv.Certs, func(i, j int) bool {
+		a, b := inv.Certs[i], inv.Certs[j]
+		if a.Source != b.Source {
+			return kindOrder(a.Source) < kindOrder(b.Source)
+		}
+		if a.Location != b.Location {
+			return a.Location < b.Location
+		}
+		return a.Index < b.Index
+	})
+	sort.SliceStable(inv.Keys, func(i, j int) bool { return inv.Keys[i].Location < inv.Keys[j].Location })
+	sort.SliceStable(inv.Kubeconfigs, func(i, j int) bool { return inv.Kubeconfigs[i].Location < inv.Kubeconfigs[j].Location })
+	sort.SliceStable(inv.Endpoints, func(i, j int) bool { return inv.Endpoints[i].Address < inv.Endpoints[j].Address })
+	sort.SliceStable(inv.Problems, func(i, j int) bool { return inv.Problems[i].Location < inv.Problems[j].Location })
+}
+
+func kindOrder(k Kind) int {
+	switch k {
+	case File:
+		return 0
+	case Kubeconfig:
+		return 1
+	case DynamicCert:
+		return 2
+	case Secret:
+		return 3
+	}
+	return 4
+}
+
+// Source reads one part of the world into an inventory. Read records
+// failures as Problems; it does not return them.
+type Source interface {
+	Name() string
+	Read(ctx context.Context, inv *Inventory)
+}
+
+// ReadAll runs every source concurrently and returns the sorted inventory.
+func ReadAll(ctx context.Context, sources ...Source) *Inventory {
+	inv := &Inventory{}
+	var wg sync.WaitGroup
+	for _, s := range sources {
+		wg.Add(1)
+		go func(s Source) {
+			defer wg.Done()
+			s.Read(ctx, inv)
+		}(s)
+	}
+	wg.Wait()
+	inv.Sort()
+	return inv
+}
+
+// MaxFileSize is the largest file a reader accepts. K3s certificate files
+// are a few KiB; anything larger is not one.
+const MaxFileSize = 1 << 20
+
+// errTooLarge is returned by readLimited for oversized files.
+var errTooLarge = errors.New("file too large")
+
+// readLimited reads a regular file of at most MaxFileSize bytes.
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: errors.New("not a regular file")}
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, errTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileSize {
+		return nil, errTooLarge
+	}
+	return b, nil
+}
