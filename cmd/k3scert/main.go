@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/k3scert/k3scert/internal/cliutil"
+	"github.com/k3scert/k3scert/internal/lab"
 	"github.com/k3scert/k3scert/internal/report"
 	"github.com/spf13/cobra"
 )
@@ -35,6 +36,7 @@ func newRoot() *cobra.Command {
 var extraCommands []func() *cobra.Command
 
 func main() {
+	lab.MaybeRunSupervisor() // the lab's :6443 supervisor re-executes this binary
 	os.Exit(run(os.Args[1:]))
 }
 

@@ -126,7 +126,7 @@ func (s *Shifter) ListenerJSON(data []byte) ([]byte, error) {
 	certs, _ := pki.ParseCerts(shifted)
 	if md, ok := doc["metadata"].(map[string]any); ok {
 		if ann, ok := md["annotations"].(map[string]any); ok {
-			ann["listener.cattle.io/fingerprint"] = sha1Fingerprint(certs[0])
+			ann["listener.cattle.io/fingerprint"] = SHA1Fingerprint(certs[0])
 		}
 	}
 	b, err := json.Marshal(doc)
@@ -145,6 +145,13 @@ func Advance(dataDir, kubeconfig string, days int) (*Shifter, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s, s.Files(dataDir, kubeconfig)
+}
+
+// Files shifts the node's files with this shifter (see Advance). Use one
+// shifter for the files and any other copy (the secret in the datastore) so
+// that every copy of a CA is shifted identically.
+func (s *Shifter) Files(dataDir, kubeconfig string) error {
 	var files []string
 	for _, dir := range []string{"server/tls", "agent"} {
 		root := filepath.Join(dataDir, filepath.FromSlash(dir))
@@ -164,32 +171,32 @@ func Advance(dataDir, kubeconfig string, days int) (*Shifter, error) {
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out, err := s.PEM(b)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+			return fmt.Errorf("%s: %w", f, err)
 		}
 		if err := rewrite(f, out); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	jsonPath := filepath.Join(dataDir, "server", "tls", "dynamic-cert.json")
 	if b, err := os.ReadFile(jsonPath); err == nil && len(b) > 0 {
 		out, err := s.ListenerJSON(b)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", jsonPath, err)
+			return fmt.Errorf("%s: %w", jsonPath, err)
 		}
 		if err := rewrite(jsonPath, out); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if kubeconfig != "" {
 		if err := s.kubeconfig(kubeconfig); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Shifter) kubeconfig(path string) error {

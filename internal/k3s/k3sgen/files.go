@@ -171,4 +171,5 @@ func MarshalListener(p k3s.Program, chain []*x509.Certificate, keyPEM []byte) ([
 	return append(b, '\n'), nil
 }
 
-func sha1Fingerprint(c *x509.Certificate) string { return fmt.Sprintf("SHA1=%X", sha1.Sum(c.Raw)) }
+// SHA1Fingerprint is the listener.cattle.io/fingerprint annotation value.
+func SHA1Fingerprint(c *x509.Certificate) string { return fmt.Sprintf("SHA1=%X", sha1.Sum(c.Raw)) }

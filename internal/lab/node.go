@@ -1,0 +1,283 @@
+// Package lab is an emulated K3s server node built from the real upstream
+// parts: kine on SQLite at server/db/state.db, kube-apiserver (built from
+// k8s.io/kubernetes) on the node's own certificates, and a supervisor
+// listener made with rancher/dynamiclistener exactly as K3s wires it,
+// proxying to the apiserver. Certificates are generated and renewed on each
+// start following internal/k3s and the node's version profile; time moves
+// by re-signing certificates into the past, never by touching the clock.
+//
+// The lab may read the clock (it runs real processes); everything it
+// reports is in the node's virtual time: the real time plus the days the
+// node has been advanced.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/k3scert/k3scert/internal/k3s"
+	"github.com/k3scert/k3scert/internal/k3s/k3sgen"
+)
+
+// Options describe a lab node.
+type Options struct {
+	// Root is the node's file system root: the data dir is
+	// Root/var/lib/rancher/k3s and the admin kubeconfig
+	// Root/etc/rancher/k3s/k3s.yaml, as on a real node.
+	Root    string
+	Program k3s.Program // default k3s
+	Profile k3s.Profile // default current
+	// Ports; 0 picks a free loopback port.
+	SupervisorPort, APIServerPort, KinePort int
+	// SecretsEncryption starts the apiserver with an aescbc encryption
+	// config in server/cred/encryption-config.json, as
+	// `k3s server --secrets-encryption` does.
+	SecretsEncryption bool
+	// Log receives one line per lab action; nil discards.
+	Log func(format string, args ...any)
+}
+
+// Node is a lab node. It is not safe for concurrent use.
+type Node struct {
+	o       Options
+	bins    Bins
+	dataDir string
+	kubecfg string
+	offset  time.Duration
+	started bool
+
+	kine, apiserver, supervisor *proc
+}
+
+// New prepares a node; nothing runs until Start.
+func New(o Options) (*Node, error) {
+	if o.Root == "" {
+		return nil, errors.New("lab: Options.Root is required")
+	}
+	if o.Program == "" {
+		o.Program = k3s.K3s
+	}
+	if o.Profile.Name == "" {
+		o.Profile = k3s.ProfileCurrent
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	bins, err := FindBins()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range []*int{&o.SupervisorPort, &o.APIServerPort, &o.KinePort} {
+		if *p == 0 {
+			if *p, err = FreePort(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	abs, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	o.Root = abs
+	n := &Node{o: o, bins: bins,
+		dataDir: filepath.Join(abs, "var", "lib", "rancher", string(o.Program)),
+		kubecfg: filepath.Join(abs, "etc", "rancher", string(o.Program), string(o.Program)+".yaml")}
+	return n, nil
+}
+
+// DataDir is the node's data dir.
+func (n *Node) DataDir() string { return n.dataDir }
+
+// Kubeconfig is the admin kubeconfig K3s writes on start (k3s.yaml).
+func (n *Node) Kubeconfig() string { return n.kubecfg }
+
+// Profile is the node's version profile.
+func (n *Node) Profile() k3s.Profile { return n.o.Profile }
+
+// Program is k3s or rke2.
+func (n *Node) Program() k3s.Program { return n.o.Program }
+
+// Ports are the node's listeners.
+func (n *Node) Ports() k3s.Ports {
+	return k3s.Ports{Supervisor: n.o.SupervisorPort, APIServer: n.o.APIServerPort, Etcd: n.o.KinePort}
+}
+
+// Offset is how far the node has been advanced.
+func (n *Node) Offset() time.Duration { return n.offset }
+
+// Now is the node's virtual time: the real time plus the offset.
+func (n *Node) Now() time.Time { return time.Now().Add(n.offset).UTC() }
+
+// Virtual converts a real certificate time into the node's virtual frame.
+func (n *Node) Virtual(t time.Time) time.Time { return t.Add(n.offset).UTC() }
+
+func (n *Node) genOptions() k3sgen.Options {
+	return k3sgen.Options{DataDir: n.dataDir, Program: n.o.Program, Profile: n.o.Profile, Kubeconfig: n.kubecfg,
+		APIServerPort: n.o.APIServerPort, SupervisorPort: n.o.SupervisorPort, NodeName: "lab-node"}
+}
+
+// Start does what starting K3s does: renew the certificate files per the
+// profile (create them on first start), write k3s.yaml, start the datastore,
+// the apiserver and the supervisor listener.
+func (n *Node) Start(ctx context.Context) (k3sgen.Result, error) {
+	if n.started {
+		return k3sgen.Result{}, errors.New("lab: node already running")
+	}
+	// K3s renews at the real clock; the files carry the shift, so the
+	// decision is the same as at the virtual date.
+	res, err := k3sgen.Start(n.genOptions(), time.Now())
+	if err != nil {
+		return res, fmt.Errorf("lab: certificates: %w", err)
+	}
+	n.o.Log("k3s start: renewed %d, created %d, kept %d certificate files", len(res.Renewed), len(res.Created), len(res.Kept))
+	if n.o.SecretsEncryption {
+		if err := n.writeEncryptionConfig(); err != nil {
+			return res, err
+		}
+	}
+	return res, n.startProcs(ctx)
+}
+
+// Stop stops the supervisor, the apiserver and kine, in that order.
+func (n *Node) Stop() {
+	n.supervisor.stop(5 * time.Second)
+	n.apiserver.stop(10 * time.Second)
+	n.kine.stop(5 * time.Second)
+	n.supervisor, n.apiserver, n.kine = nil, nil, nil
+	n.started = false
+}
+
+// Restart is `systemctl restart k3s`.
+func (n *Node) Restart(ctx context.Context) (k3sgen.Result, error) {
+	n.o.Log("restart k3s")
+	n.Stop()
+	return n.Start(ctx)
+}
+
+// Advance moves the node's time forward by days without touching the
+// clock: the running processes are stopped, every certificate (files,
+// dynamic-cert.json, k3s.yaml and the serving secret in the datastore) is
+// re-signed with its validity shifted days into the past by the same CA
+// keys, and the processes start again on the shifted files WITHOUT the
+// renewal a K3s restart would do — exactly what a running K3s sees when
+// the clock moves under it.
+func (n *Node) Advance(ctx context.Context, days int) error {
+	if n.o.SecretsEncryption {
+		return errors.New("lab: Advance on a node with secrets encryption is not supported (the secret would need re-encryption)")
+	}
+	n.o.Log("advance %d days", days)
+	wasRunning := n.started
+	s, err := k3sgen.NewShifter(n.dataDir, days)
+	if err != nil {
+		return err
+	}
+	if wasRunning {
+		n.supervisor.stop(5 * time.Second)
+		n.apiserver.stop(10 * time.Second)
+		n.supervisor, n.apiserver = nil, nil
+		if err := n.shiftSecret(ctx, s); err != nil {
+			return err
+		}
+		n.kine.stop(5 * time.Second)
+		n.kine = nil
+		n.started = false
+	}
+	if err := s.Files(n.dataDir, n.kubecfg); err != nil {
+		return fmt.Errorf("lab: advance files: %w", err)
+	}
+	n.offset += time.Duration(days) * 24 * time.Hour
+	if wasRunning {
+		return n.startProcs(ctx)
+	}
+	return nil
+}
+
+func (n *Node) logPath(name string) string {
+	return filepath.Join(n.o.Root, "log", name+".log")
+}
+
+func (n *Node) tls(name string) string { return filepath.Join(n.dataDir, "server", "tls", name) }
+
+func (n *Node) startProcs(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			n.Stop()
+		}
+	}()
+	dbDir := filepath.Join(n.dataDir, "server", "db")
+	if err := os.MkdirAll(dbDir, 0o700); err != nil {
+		return err
+	}
+	kineAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.KinePort))
+	n.kine, err = startProc("kine", n.logPath("kine"), nil, n.bins.Kine,
+		"--endpoint", "sqlite://"+filepath.Join(dbDir, "state.db"),
+		"--listen-address", kineAddr, "--metrics-bind-address", "0")
+	if err != nil {
+		return err
+	}
+	if err := waitPort(ctx, n.kine, kineAddr, 20*time.Second); err != nil {
+		return err
+	}
+	apiAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.APIServerPort))
+	args := []string{
+		"--etcd-servers=http://" + kineAddr,
+		"--secure-port=" + strconv.Itoa(n.o.APIServerPort), "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--tls-cert-file=" + n.tls("serving-kube-apiserver.crt"), "--tls-private-key-file=" + n.tls("serving-kube-apiserver.key"),
+		"--client-ca-file=" + n.tls("client-ca.crt"),
+		"--service-account-key-file=" + n.tls("service.key"), "--service-account-signing-key-file=" + n.tls("service.key"),
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local", "--api-audiences=https://kubernetes.default.svc.cluster.local,k3s",
+		"--service-cluster-ip-range=10.43.0.0/16", "--authorization-mode=Node,RBAC", "--anonymous-auth=false",
+		"--requestheader-client-ca-file=" + n.tls("request-header-ca.crt"), "--requestheader-allowed-names=system:auth-proxy",
+		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + n.tls("client-auth-proxy.crt"), "--proxy-client-key-file=" + n.tls("client-auth-proxy.key"),
+		"--kubelet-client-certificate=" + n.tls("client-kube-apiserver.crt"), "--kubelet-client-key=" + n.tls("client-kube-apiserver.key"),
+		"--cert-dir=" + n.tls("temporary-certs"), "--profiling=false", "--allow-privileged=true", "--storage-backend=etcd3",
+		"--enable-priority-and-fairness=false", "--v=1",
+	}
+	if n.o.SecretsEncryption {
+		args = append(args, "--encryption-provider-config="+filepath.Join(n.dataDir, "server", "cred", "encryption-config.json"))
+	}
+	n.apiserver, err = startProc("kube-apiserver", n.logPath("kube-apiserver"), nil, n.bins.KubeAPIServer, args...)
+	if err != nil {
+		return err
+	}
+	if err := waitPort(ctx, n.apiserver, apiAddr, 60*time.Second); err != nil {
+		return err
+	}
+	if err := n.waitKey(ctx, "/registry/namespaces/kube-system", 60*time.Second); err != nil {
+		return fmt.Errorf("lab: apiserver did not create kube-system: %w; log %s:\n%s", err, n.apiserver.log, n.apiserver.tail(2000))
+	}
+	if err := n.waitReady(ctx, 60*time.Second); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	dns, _ := n.genOptions().ListenerSANs()
+	cfg := SupervisorConfig{DataDir: n.dataDir, Program: n.o.Program, Profile: n.o.Profile.Name, Port: n.o.SupervisorPort,
+		APIServerPort: n.o.APIServerPort, SANs: append(dns, "127.0.0.1", k3s.ServiceIP), RegenerateFile: n.o.Profile.RotateCommand}
+	b, _ := json.Marshal(cfg)
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	n.supervisor, err = startProc("supervisor", n.logPath("supervisor"), []string{supervisorEnv + "=" + string(b)}, self)
+	if err != nil {
+		return err
+	}
+	supAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.SupervisorPort))
+	if err := waitPort(ctx, n.supervisor, supAddr, 20*time.Second); err != nil {
+		return err
+	}
+	n.started = true
+	n.o.Log("running: kine %s, kube-apiserver %s, supervisor %s", kineAddr, apiAddr, supAddr)
+	return nil
+}
+
+// Close stops everything the node started.
+func (n *Node) Close() { n.Stop() }
