@@ -1,0 +1,90 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/k3scert/k3scert/internal/check"
+	"github.com/k3scert/k3scert/internal/datastore"
+	"github.com/k3scert/k3scert/internal/rotate"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// The lab replays `k3scert rotate` as a remedy: the same planner and
+// executor as on a real node, with the lab's processes as the service.
+func init() { RegisterRemedy("rotate", RotateRemedy) }
+
+// Service is the lab node as a rotate.Service: Stop stops its processes,
+// Start is a K3s start (renewal per profile, then the processes).
+type Service struct {
+	N *Node
+	// FailStarts makes the next FailStarts starts fail after the node
+	// started (a K3s that "does not come back"), for tests.
+	FailStarts int
+}
+
+// Name implements rotate.Service.
+func (s *Service) Name() string { return "lab k3s (" + s.N.o.Profile.Name + ")" }
+
+// Stop implements rotate.Service.
+func (s *Service) Stop(context.Context) error { s.N.Stop(); return nil }
+
+// Start implements rotate.Service.
+func (s *Service) Start(ctx context.Context) error {
+	if _, err := s.N.Start(ctx); err != nil {
+		return err
+	}
+	if s.FailStarts > 0 {
+		s.FailStarts--
+		s.N.Stop()
+		return fmt.Errorf("k3s did not come back (lab fault injection)")
+	}
+	return nil
+}
+
+// CheckOptions are the check options that look at this node, judged now.
+func (n *Node) CheckOptions() check.Options {
+	ports := n.Ports()
+	return check.Options{
+		DataDir: n.dataDir, Program: n.o.Program, Profile: n.o.Profile.Name, AdminKubeconfig: n.kubecfg,
+		At: time.Now().UTC().Truncate(time.Second), Ports: &ports, Timeout: 3 * time.Second,
+		Endpoints: []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.Supervisor)), net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.APIServer))},
+		Secret: func(ctx context.Context) (*corev1.Secret, string, error) {
+			s, _, err := n.ReadSecret(ctx)
+			return s, "datastore (lab kine)", err
+		},
+	}
+}
+
+// RotateExecutor plans a rotation of the running node and returns the
+// executor, ready to Apply.
+func (n *Node) RotateExecutor(ctx context.Context, method string, svc *Service) (*rotate.Executor, error) {
+	o := n.CheckOptions()
+	in, err := rotate.Gather(ctx, o, method, svc.Name(), rotate.DescribeDatastore(n.dataDir))
+	if err != nil {
+		return nil, err
+	}
+	p, err := rotate.NewPlan(in)
+	if err != nil {
+		return nil, err
+	}
+	v := rotate.Verifier{Check: o, Now: time.Now, Timeout: 30 * time.Second}
+	return &rotate.Executor{Plan: p, Service: svc, Now: time.Now, Verify: v.Verify,
+		Secrets: rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program})}, nil
+}
+
+// RotateRemedy runs `k3scert rotate --yes` against the node.
+func RotateRemedy(ctx context.Context, n *Node) (string, error) {
+	e, err := n.RotateExecutor(ctx, rotate.MethodRenew, &Service{N: n})
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	if err := e.Apply(ctx); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("k3scert rotate: %d leaves and the listener renewed in both places, verified on the wire (%.1fs)", len(e.Plan.Leaves), time.Since(start).Seconds()), nil
+}
