@@ -2,8 +2,11 @@ package lab_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/lab"
 	"github.com/k3scert/k3scert/internal/report"
+	"github.com/k3scert/k3scert/internal/rotate"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -259,4 +263,143 @@ func TestFindBinsHint(t *testing.T) {
 	if !errors.Is(err, lab.ErrBinMissing) || !strings.Contains(err.Error(), "make lab-bin") {
 		t.Fatalf("FindBins in an empty dir: %v, want ErrBinMissing with a make lab-bin hint", err)
 	}
+}
+
+// checkAtNoCritical runs check against the node at now+days and fails on
+// any critical finding.
+func checkAtNoCritical(t *testing.T, n *lab.Node, days int) {
+	t.Helper()
+	o := n.CheckOptions()
+	o.At = o.At.Add(time.Duration(days) * 24 * time.Hour)
+	r, _, err := check.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range r.Findings {
+		if f.Severity == report.Critical {
+			t.Errorf("check at now+%dd: critical %s %s: %s", days, f.Code, f.Location, f.Message)
+		}
+	}
+}
+
+// k3scert rotate fixes both reference scenarios on v1.18 without touching
+// the clock; check is clean now and 300 days ahead.
+func TestRotateFixesReferenceScenarios(t *testing.T) {
+	requireLab(t)
+	t.Parallel()
+	for _, sc := range lab.Scenarios {
+		r := run(t, lab.RunOptions{Scenario: sc, Profile: k3s.ProfileV118, Remedy: "rotate",
+			Inspect: func(ctx context.Context, n *lab.Node, s lab.Step) {
+				if s.Name == "remedy-rotate" {
+					checkAtNoCritical(t, n, 0)
+					checkAtNoCritical(t, n, 300)
+				}
+			}})
+		if !r.Reproduced {
+			t.Errorf("%s: failure not reproduced before the remedy: %s", sc, r.Summary)
+		}
+		if r.Remedied == nil || !*r.Remedied {
+			t.Errorf("%s: rotate did not fix the node: %s", sc, r.Summary)
+		}
+		s := stepByName(t, r, "remedy-rotate")
+		assertWorks(t, s)
+		if s.DynamicCertSHA256 != s.SecretSHA256 || s.SecretSHA256 != s.ServedSHA256 {
+			t.Errorf("%s: after rotate json %s, secret %s, served %s differ", sc, s.DynamicCertSHA256[:8], s.SecretSHA256[:8], s.ServedSHA256[:8])
+		}
+	}
+}
+
+func hashFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	ents, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, p := range ents {
+		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() || strings.HasPrefix(filepath.Base(p), ".k3scert") {
+			continue
+		}
+		b, _ := os.ReadFile(p)
+		out[p] = fmt.Sprintf("%x", sha256.Sum256(b))
+	}
+	return out
+}
+
+// A node that is not expired gets a plain renewal; then a K3s that does not
+// come back after the restart is rolled back to its files, and runs.
+// Also measures the API downtime of a rotation against a plain restart.
+func TestRotatePlainAndRollback(t *testing.T) {
+	requireLab(t)
+	t.Parallel()
+	ctx := context.Background()
+	n, err := lab.New(lab.Options{Root: t.TempDir(), Profile: k3s.ProfileV118, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Advance(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	before := n.Observe(ctx, "before", "", 100)
+	assertWorks(t, before)
+
+	start := time.Now()
+	if _, err := n.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restart := time.Since(start)
+
+	e, err := n.RotateExecutor(ctx, "renew", &lab.Service{N: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stopAt, startedAt time.Time
+	e.Progress = func(ev rotate.Event) {
+		switch {
+		case ev.Step.Name == rotate.StepStop && ev.State == "begin":
+			stopAt = time.Now()
+		case ev.Step.Name == rotate.StepStart && ev.State == "done":
+			startedAt = time.Now()
+		}
+	}
+	start = time.Now()
+	if err := e.Apply(ctx); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	total := time.Since(start)
+	t.Logf("MEASURED plain restart %.2fs; rotate total %.2fs, API down (stop..started) %.2fs, rotate adds %.2fs beyond the restart",
+		restart.Seconds(), total.Seconds(), startedAt.Sub(stopAt).Seconds(), (total - restart).Seconds())
+	after := n.Observe(ctx, "after", "", 100)
+	assertWorks(t, after)
+	if !after.FilesNotAfter["client-admin"].After(before.FilesNotAfter["client-admin"].Add(90 * 24 * time.Hour)) {
+		t.Errorf("client-admin not renewed: %s -> %s", before.FilesNotAfter["client-admin"], after.FilesNotAfter["client-admin"])
+	}
+	if after.ServedNotAfter == nil || !after.ServedNotAfter.After(before.ServedNotAfter.Add(90*24*time.Hour)) {
+		t.Errorf("listener not renewed: %v -> %v", d(before.ServedNotAfter), d(after.ServedNotAfter))
+	}
+
+	// Now a rotation whose restart fails: rolled back, node back as it was.
+	tlsDir := filepath.Join(n.DataDir(), "server", "tls")
+	filesBefore := hashFiles(t, tlsDir)
+	svc := &lab.Service{N: n, FailStarts: 1}
+	e, err = n.RotateExecutor(ctx, "renew", svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.Apply(ctx)
+	if err == nil || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("rotate with a failing restart: %v, want a rollback", err)
+	}
+	t.Logf("failing restart: %v", err)
+	filesAfter := hashFiles(t, tlsDir)
+	for p, h := range filesBefore {
+		if filepath.Base(p) == "dynamic-cert.json" {
+			continue // dynamiclistener may re-encode it on start
+		}
+		if filesAfter[p] != h {
+			t.Errorf("%s changed by the rolled-back rotation", p)
+		}
+	}
+	assertWorks(t, n.Observe(ctx, "rolled-back", "", 100))
 }
