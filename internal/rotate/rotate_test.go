@@ -3,6 +3,7 @@ package rotate_test
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/k3scert/k3scert/internal/datastore"
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/k3s/k3sgen"
+	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
 	"github.com/k3scert/k3scert/internal/rotate"
 	corev1 "k8s.io/api/core/v1"
@@ -341,3 +343,74 @@ func TestBadInput(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// A stale copied kubeconfig (K3C201) is refreshed with the current admin
+// credentials; other fields stay; a backup is written.
+func TestRefreshKubeconfig(t *testing.T) {
+	dataDir, kubeconfig := genNodeWithDatastore(t)
+	// k3s.yaml was shifted with the node: its client certificate is the
+	// old, expired one; the files hold the renewed one.
+	// A copy made before the last renewal: an older admin certificate
+	// signed by the same client CA.
+	copyPath := filepath.Join(t.TempDir(), "remote.yaml")
+	caB, _ := os.ReadFile(filepath.Join(dataDir, "server/tls/client-ca.crt"))
+	caKB, _ := os.ReadFile(filepath.Join(dataDir, "server/tls/client-ca.key"))
+	cas, _ := pki.ParseCerts(caB)
+	caKey, _, _ := pki.ParseKey(caKB)
+	oldKey, _ := pki.NewECKey()
+	old, err := pki.SignLeaf(pki.LeafRequest{CN: "system:admin", Orgs: []string{"system:masters"}, Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		NotBefore: install.Add(-400 * 24 * time.Hour), NotAfter: install.Add(-35 * 24 * time.Hour)}, oldKey.Public(), cas[0], caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKeyPEM, _ := pki.EncodeKey(oldKey)
+	serverCA, _ := os.ReadFile(filepath.Join(dataDir, "server/tls/server-ca.crt"))
+	b := k3sgen.AdminKubeconfig("https://k3s.example.internal:6443", serverCA, pki.EncodeCerts(old, cas[0]), oldKeyPEM)
+	if err := os.WriteFile(copyPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	at := install.Add(time.Minute)
+	r := checkWith(t, dataDir, kubeconfig, at, copyPath)
+	if len(findingsOf(r, "K3C201")) == 0 {
+		t.Fatalf("no K3C201 before refresh")
+	}
+	res, err := rotate.RefreshKubeconfig(copyPath, dataDir, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Users) != 1 || res.Backup == "" {
+		t.Fatalf("refresh result %+v", res)
+	}
+	if bb, _ := os.ReadFile(res.Backup); string(bb) != string(b) {
+		t.Errorf("backup does not hold the original")
+	}
+	nb, _ := os.ReadFile(copyPath)
+	if !strings.Contains(string(nb), "https://k3s.example.internal:6443") {
+		t.Errorf("server URL not preserved:\n%s", nb)
+	}
+	r = checkWith(t, dataDir, kubeconfig, at, copyPath)
+	for _, f := range findingsOf(r, "K3C201") {
+		if strings.Contains(f.Location, copyPath) {
+			t.Errorf("still stale after refresh: %s", f.Message)
+		}
+	}
+}
+
+func checkWith(t *testing.T, dataDir, kubeconfig string, at time.Time, copies ...string) report.Report {
+	t.Helper()
+	r, _, err := check.Run(context.Background(), check.Options{DataDir: dataDir, Profile: "v1.18", AdminKubeconfig: kubeconfig, At: at, NoEndpoint: true, Kubeconfigs: copies})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func findingsOf(r report.Report, code string) []report.Finding {
+	var out []report.Finding
+	for _, f := range r.Findings {
+		if f.Code == code {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -59,8 +59,10 @@ func NewShifter(dataDir string, days int) (*Shifter, error) {
 	return s, nil
 }
 
-// Cert returns c shifted. CAs are shifted once and reused, so a CA that
-// appears in many bundles stays byte-identical everywhere.
+// Cert returns c shifted. Every certificate is shifted once and reused, so
+// a certificate that appears in several places (a CA in many bundles, the
+// admin certificate in k3s.yaml, the listener in dynamic-cert.json and the
+// secret) stays byte-identical everywhere.
 func (s *Shifter) Cert(c *x509.Certificate) (*x509.Certificate, error) {
 	fp := pki.Fingerprint(c)
 	if sh, ok := s.cas[fp]; ok {
@@ -87,7 +89,14 @@ func (s *Shifter) Cert(c *x509.Certificate) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pki.Shift(c, s.d, shIssuer, key)
+	sh, err := pki.Shift(c, s.d, shIssuer, key)
+	if err != nil {
+		return nil, err
+	}
+	// Copies of one certificate (client-admin.crt and k3s.yaml,
+	// dynamic-cert.json and the secret) must stay one certificate.
+	s.cas[fp] = sh
+	return sh, nil
 }
 
 // PEM shifts every certificate of a PEM bundle and keeps other blocks.
