@@ -1,28 +1,310 @@
 package render
 
 import (
+	"fmt"
 	"html/template"
 	"io"
+	"sort"
+	"strings"
+	"time"
 
+	"github.com/k3scert/k3scert/internal/forecast"
 	"github.com/k3scert/k3scert/internal/report"
 )
 
-// ReportHTML writes one self-contained HTML page (no network) for a check
-// report.
+// ReportHTML writes the page of a check report: the forecast for the present
+// (from the report's judgement time to the latest CA expiry, no planned
+// restarts) with the report's findings. It is the same page as
+// `k3scert forecast -o html`.
 func ReportHTML(w io.Writer, r report.Report) error {
-	return reportPage.Execute(w, r)
+	f := forecast.ForReport(r)
+	p := newPage(f)
+	p.Title = "k3scert check"
+	p.Status = &r.Summary
+	return pageTmpl.Execute(w, p)
 }
 
-var reportPage = template.Must(template.New("report").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>k3scert report {{.Node.DataDir}}</title>
-<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}
-.EXPIRED,.critical{color:#b00}.WARNING,.warning{color:#a60}.OK{color:#070}</style></head><body>
-<h1>k3scert report</h1>
-<p>{{.Node.Program}} {{.Node.Role}} at {{.Node.DataDir}}, profile {{.Node.Profile}}; judged at {{.At.Format "2006-01-02T15:04:05Z07:00"}}; status <b>{{.Summary.Status}}</b></p>
-<h2>Findings</h2><table><tr><th>severity</th><th>code</th><th>location</th><th>message</th><th>remedy</th></tr>
-{{range .Findings}}<tr class="{{.Severity}}"><td>{{.Severity}}</td><td>{{.Code}}</td><td>{{.Location}}</td><td>{{.Message}}</td><td>{{.Remedy}}</td></tr>
-{{end}}</table>
-<h2>Certificates</h2><table><tr><th>source</th><th>location</th><th>subject</th><th>not after</th><th>status</th></tr>
-{{range .Certificates}}{{if eq .Index 0}}<tr><td>{{.Source}}</td><td>{{.Location}}</td><td>{{.Subject}}</td><td>{{.NotAfter.Format "2006-01-02 15:04"}}</td><td class="{{.Status}}">{{.Status}}</td></tr>
-{{end}}{{end}}</table></body></html>
-`))
+// ForecastHTML writes one self-contained HTML page (inline CSS and SVG, no
+// script, nothing fetched from the network) for a forecast: a timeline with
+// one bar per certificate (class "bar", data-cert = the certificate ID),
+// renew windows shaded, planned restarts, lock-outs and today marked, then
+// what to do, the events and the findings.
+func ForecastHTML(w io.Writer, f report.Forecast) error {
+	p := newPage(f)
+	p.Title = "k3scert forecast"
+	return pageTmpl.Execute(w, p)
+}
+
+// Timeline geometry (SVG user units = CSS pixels).
+const (
+	svgWidth  = 1360
+	labelW    = 330
+	rightPad  = 20
+	topPad    = 46
+	rowH      = 17
+	barH      = 11
+	groupGap  = 20
+	bottomPad = 34
+)
+
+type page struct {
+	Title    string
+	F        report.Forecast
+	Status   *report.Summary
+	Headline string
+	HeadCls  string
+	Detail   string
+	SVG      timeline
+	Actions  []report.ForecastAction
+	Events   []htmlEvent
+	Certs    []htmlCert
+}
+
+type htmlEvent struct {
+	At, Label, Text, Action, Cls string
+}
+
+type htmlCert struct {
+	Name, Class, Renewal, NotAfter, Final string
+}
+
+type timeline struct {
+	W, H, ChartX, ChartW, ChartY, ChartH, AxisY int
+	Ticks                                       []tick
+	Groups                                      []group
+	Rows                                        []row
+	Restarts                                    []vline
+	LockOuts                                    []span
+	Today                                       *vline
+}
+
+type tick struct {
+	X     float64
+	Label string
+}
+
+type group struct {
+	Y     int
+	Label string
+}
+
+type row struct {
+	Y, BarY, TextY int
+	MarkTop        int
+	MarkBottom     int
+	ID, Name, Full string
+	Class          string
+	ClientFacing   bool
+	Segs           []seg
+	Renewals       []vline
+}
+
+type seg struct {
+	X, W  float64
+	Kind  string // valid, window, expired
+	Title string
+}
+
+type vline struct {
+	X     float64
+	Label string
+}
+
+type span struct {
+	X, W  float64
+	Label string
+}
+
+// rowGroups orders the rows: what decides the lock-out first, CAs last.
+var rowGroups = []struct {
+	label   string
+	classes []string
+}{
+	{"served and held by clients (decide the lock-out)", []string{report.ClassListener, report.ClassAdminKubecfg, report.ClassKubeconfigCopy}},
+	{"server/tls leaves (renewed at a restart inside the window)", []string{report.ClassServerLeaf}},
+	{"agent leaves and served copies (renewed at every restart)", []string{report.ClassAgentLeaf, report.ClassFollower}},
+	{"not managed by K3s", []string{report.ClassOther}},
+	{"CAs (never renewed by K3s)", []string{report.ClassCA}},
+}
+
+func newPage(f report.Forecast) page {
+	p := page{F: f, Actions: f.Actions}
+	if f.LockOut != nil {
+		lo := f.LockOut
+		p.HeadCls = "bad"
+		p.Headline = fmt.Sprintf("Lock-out %s (%s)", when(lo.At), relDays(lo.At, f))
+		p.Detail = lo.Message
+	} else {
+		p.HeadCls = "good"
+		p.Headline = "No lock-out between " + when(f.From) + " and " + when(f.To)
+		p.Detail = "every certificate the supervisor serves or a client holds stays valid, given the planned restarts"
+	}
+	p.SVG = buildTimeline(f)
+	for _, g := range groupEvents(f) {
+		p.Events = append(p.Events, htmlEvent{At: g.At.UTC().Format("2006-01-02 15:04"), Label: eventLabels[g.Type], Text: g.text(), Action: g.Action, Cls: g.severity()})
+	}
+	for _, c := range f.Certificates {
+		hc := htmlCert{Name: c.Name, Class: c.Class, Renewal: c.Renewal}
+		if len(c.Validities) > 0 {
+			hc.NotAfter = when(c.Validities[0].NotAfter)
+			hc.Final = when(c.Validities[len(c.Validities)-1].NotAfter)
+		}
+		p.Certs = append(p.Certs, hc)
+	}
+	return p
+}
+
+func buildTimeline(f report.Forecast) timeline {
+	tl := timeline{W: svgWidth, ChartX: labelW, ChartW: svgWidth - labelW - rightPad, ChartY: topPad}
+	from, to := f.From, f.To
+	if !to.After(from) {
+		to = from.Add(24 * time.Hour)
+	}
+	secs := to.Sub(from).Seconds()
+	x := func(t time.Time) float64 {
+		if t.Before(from) {
+			t = from
+		}
+		if t.After(to) {
+			t = to
+		}
+		return float64(tl.ChartX) + float64(tl.ChartW)*t.Sub(from).Seconds()/secs
+	}
+	y := topPad
+	for _, g := range rowGroups {
+		var certs []report.ForecastCertificate
+		for _, c := range f.Certificates {
+			for _, cl := range g.classes {
+				if c.Class == cl {
+					certs = append(certs, c)
+				}
+			}
+		}
+		if len(certs) == 0 {
+			continue
+		}
+		sort.SliceStable(certs, func(i, j int) bool { return certs[i].Name < certs[j].Name })
+		y += 4
+		tl.Groups = append(tl.Groups, group{Y: y + 10, Label: g.label})
+		y += groupGap - 4
+		for _, c := range certs {
+			r := row{Y: y, BarY: y + (rowH-barH)/2, TextY: y + rowH - 5, MarkTop: y, MarkBottom: y + rowH - 1, ID: c.ID, Full: c.Name, Name: ellipsis(c.Name, 48), Class: c.Class, ClientFacing: c.ClientFacing}
+			for k, v := range c.Validities {
+				start := from
+				if k > 0 && c.Validities[k-1].ReplacedAt != nil {
+					start = *c.Validities[k-1].ReplacedAt
+				}
+				end := to
+				if v.ReplacedAt != nil {
+					end = *v.ReplacedAt
+				}
+				add := func(a, b time.Time, kind, title string) {
+					if a.Before(start) {
+						a = start
+					}
+					if b.After(end) {
+						b = end
+					}
+					if !b.After(a) {
+						return
+					}
+					x0, x1 := x(a), x(b)
+					if x1 <= x0 {
+						return
+					}
+					w := x1 - x0
+					if w < 1 {
+						w = 1
+					}
+					r.Segs = append(r.Segs, seg{X: x0, W: w, Kind: kind, Title: title})
+				}
+				life := fmt.Sprintf("%s: valid %s – %s", c.Name, when(v.NotBefore), when(v.NotAfter))
+				add(start, v.WindowStart, "valid", life)
+				add(v.WindowStart, v.NotAfter, "window", life+fmt.Sprintf(" (renew window from %s)", when(v.WindowStart)))
+				add(v.NotAfter, end, "expired", fmt.Sprintf("%s: EXPIRED since %s", c.Name, when(v.NotAfter)))
+				if v.ReplacedAt != nil && !v.ReplacedAt.After(to) {
+					r.Renewals = append(r.Renewals, vline{X: x(*v.ReplacedAt), Label: "renewed " + when(*v.ReplacedAt) + " by " + v.ReplacedBy})
+				}
+			}
+			tl.Rows = append(tl.Rows, r)
+			y += rowH
+		}
+	}
+	tl.ChartH = y - topPad + 6
+	tl.AxisY = topPad + tl.ChartH
+	tl.H = tl.AxisY + bottomPad
+	tl.Ticks = ticks(from, to, x)
+	for _, r := range f.Restarts {
+		tl.Restarts = append(tl.Restarts, vline{X: x(r), Label: "restart " + r.UTC().Format("2006-01-02")})
+	}
+	for _, lo := range f.LockOuts {
+		end := to
+		if lo.Until != nil {
+			end = *lo.Until
+		}
+		x0, x1 := x(lo.At), x(end)
+		if x1-x0 < 2 {
+			x1 = x0 + 2
+		}
+		tl.LockOuts = append(tl.LockOuts, span{X: x0, W: x1 - x0, Label: "LOCK-OUT " + lo.At.UTC().Format("2006-01-02")})
+	}
+	if !f.Now.Before(from) && !f.Now.After(to) {
+		tl.Today = &vline{X: x(f.Now), Label: "today " + f.Now.UTC().Format("2006-01-02")}
+	}
+	return tl
+}
+
+func ellipsis(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return "…" + string(r[len(r)-n+1:])
+}
+
+// ticks chooses yearly, quarterly or monthly ticks for the span.
+func ticks(from, to time.Time, x func(time.Time) float64) []tick {
+	months := 1
+	span := to.Sub(from)
+	switch {
+	case span > 4*365*24*time.Hour:
+		months = 12
+	case span > 18*30*24*time.Hour:
+		months = 3
+	}
+	t := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if months == 12 {
+		t = time.Date(from.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	} else if months == 3 {
+		t = time.Date(from.Year(), time.Month((int(from.Month())-1)/3*3+1), 1, 0, 0, 0, 0, time.UTC)
+	}
+	var out []tick
+	for ; !t.After(to); t = t.AddDate(0, months, 0) {
+		if t.Before(from) {
+			continue
+		}
+		label := t.Format("2006-01")
+		if months == 12 {
+			label = t.Format("2006")
+		}
+		out = append(out, tick{X: x(t), Label: label})
+	}
+	return out
+}
+
+var funcs = template.FuncMap{
+	"when":  when,
+	"f1":    func(v float64) string { return fmt.Sprintf("%.1f", v) },
+	"name":  func(f report.Forecast, id string) string { return nameOf(f, id) },
+	"upper": strings.ToUpper,
+	"add":   func(a, b int) int { return a + b },
+	// rel shortens paths inside the data dir, which the page names once.
+	"rel": func(f report.Forecast, s string) string {
+		if d := strings.TrimSuffix(f.Node.DataDir, "/"); d != "" {
+			return strings.ReplaceAll(s, d+"/", "")
+		}
+		return s
+	},
+}
+
+var pageTmpl = template.Must(template.New("page").Funcs(funcs).Parse(pageHTML))
