@@ -16,10 +16,10 @@ import (
 // nodeFlags are the flags every command that looks at a node shares.
 type nodeFlags struct {
 	dataDir, program, profile, version, at, admin, config string
-	kubeconfigs, endpoints, tlsSANs, nodeIPs               []string
-	noEndpoints                                            bool
-	timeout                                                time.Duration
-	secret                                                 string
+	kubeconfigs, endpoints, tlsSANs, nodeIPs              []string
+	noEndpoints                                           bool
+	timeout                                               time.Duration
+	secret                                                string
 }
 
 func (f *nodeFlags) register(c *cobra.Command) {

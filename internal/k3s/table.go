@@ -154,6 +154,45 @@ func (l Listener) SecretKey() string {
 	return "/registry/secrets/" + l.Namespace + "/" + l.SecretName
 }
 
+// Datastore describes where a server keeps its cluster state (facts §5).
+type Datastore struct {
+	SQLite        string // kine's SQLite database (default datastore)
+	KineSocket    string // the unix socket kine listens on while K3s runs
+	EtcdDir       string // embedded etcd data dir (--cluster-init)
+	EtcdEndpoint  string // embedded etcd client URL
+	EtcdCA        string // spec ID of the CA that signs etcd's serving certificate
+	EtcdClient    string // spec ID of the etcd client certificate
+	EncryptionCfg string // EncryptionConfiguration written by --secrets-encryption
+	SecretsPrefix string // key prefix of Secret objects
+}
+
+// DatastoreSpec returns the datastore layout of a server (paths relative to
+// the data dir). The layout is the same for k3s and rke2.
+func DatastoreSpec(p Program) Datastore {
+	return Datastore{
+		SQLite:        "server/db/state.db",
+		KineSocket:    "server/kine.sock",
+		EtcdDir:       "server/db/etcd",
+		EtcdEndpoint:  "https://127.0.0.1:2379",
+		EtcdCA:        "etcd-server-ca",
+		EtcdClient:    "etcd-client",
+		EncryptionCfg: "server/cred/encryption-config.json",
+		SecretsPrefix: "/registry/secrets/",
+	}
+}
+
+// SecretKey is the datastore key of any Secret (kube-apiserver's layout).
+func (d Datastore) SecretKey(namespace, name string) string {
+	return d.SecretsPrefix + namespace + "/" + name
+}
+
+// AdminCN and AdminOrg are the identity of an ephemeral admin client certificate, as
+// K3s issues client-admin.crt (facts §1.2).
+const (
+	AdminCN  = "system:admin"
+	AdminOrg = masters
+)
+
 // Ports are the node's TLS listeners.
 type Ports struct {
 	Supervisor int // dynamiclistener (k3s: 6443, rke2: 9345)
