@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -139,6 +140,23 @@ func TestEtcdUnreachable(t *testing.T) {
 		t.Fatalf("delete: %v", err)
 	}
 	t.Logf("unreachable: %v", err)
+}
+
+func TestOpenNodePrefersEmbeddedEtcd(t *testing.T) {
+	dd := genNode(t)
+	d := k3s.DatastoreSpec(k3s.K3s)
+	if err := os.MkdirAll(filepath.Join(dd, filepath.FromSlash(d.EtcdDir)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	newKineDB(t, filepath.Join(dd, "server", "db"))
+	sec, err := OpenNode(NodeOptions{DataDir: dd, Program: k3s.K3s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sec.Store.Close()
+	if sec.Store.Kind() != "etcd" || sec.Store.Location() != d.EtcdEndpoint {
+		t.Fatalf("%s %s", sec.Store.Kind(), sec.Store.Location())
+	}
 }
 
 func TestOpenNodeRejects(t *testing.T) {

@@ -16,7 +16,7 @@ type NodeOptions struct {
 	DataDir string
 	Program k3s.Program
 	// Endpoint is K3s's --datastore-endpoint; "" = the embedded datastore
-	// (SQLite when state.db exists, else embedded etcd). Only etcd
+	// (embedded etcd when server/db/etcd exists, else SQLite). Only etcd
 	// endpoints (https:// or http://) are supported.
 	Endpoint string
 	Timeout  time.Duration // etcd connect and request timeout
@@ -38,10 +38,12 @@ func OpenNode(o NodeOptions) (Secrets, error) {
 			return Secrets{}, fmt.Errorf("datastore endpoint %q: only etcd endpoints (https://, http://) are supported offline", redact(o.Endpoint))
 		}
 		st, err = openNodeEtcd(o, d, strings.Split(o.Endpoint, ","))
+	case exists(path(d.EtcdDir)):
+		// Embedded etcd wins: a node migrated from SQLite to etcd
+		// (--cluster-init) may still have the old state.db.
+		st, err = openNodeEtcd(o, d, []string{d.EtcdEndpoint})
 	case exists(path(d.SQLite)):
 		st, err = OpenSQLite(path(d.SQLite), path(d.KineSocket))
-	case exists(path(d.EtcdDir)):
-		st, err = openNodeEtcd(o, d, []string{d.EtcdEndpoint})
 	default:
 		return Secrets{}, fmt.Errorf("no datastore under %s: neither %s nor %s exists (an agent, or an external datastore: pass its endpoint)",
 			o.DataDir, d.SQLite, d.EtcdDir)
