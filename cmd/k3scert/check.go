@@ -20,6 +20,7 @@ type nodeFlags struct {
 	noEndpoints                                           bool
 	timeout                                               time.Duration
 	secret                                                string
+	supervisorPort, apiserverPort                         int
 }
 
 func (f *nodeFlags) register(c *cobra.Command) {
@@ -38,6 +39,8 @@ func (f *nodeFlags) register(c *cobra.Command) {
 	fl.BoolVar(&f.noEndpoints, "no-endpoints", false, "do not probe endpoints")
 	fl.DurationVar(&f.timeout, "timeout", 1500*time.Millisecond, "per-endpoint timeout")
 	fl.StringVar(&f.secret, "secret", "auto", "where to read the listener secret: auto, api, datastore or none")
+	fl.IntVar(&f.supervisorPort, "supervisor-port", 0, "the supervisor (listener) port when not the default (k3s 6443, rke2 9345), e.g. a lab node")
+	fl.IntVar(&f.apiserverPort, "apiserver-port", 0, "the apiserver port when not the default (k3s 6444, rke2 6443)")
 }
 
 // options turns flags into check.Options; now is read once, here.
@@ -55,6 +58,7 @@ func (f *nodeFlags) options(now time.Time) (check.Options, error) {
 	if f.program != "" && f.program != "k3s" && f.program != "rke2" {
 		return o, errors.New("--program must be k3s or rke2")
 	}
+	o.Ports = f.ports()
 	o.Secret = secretGetter(f)
 	return o, nil
 }
@@ -90,4 +94,23 @@ func newCheckCmd() *cobra.Command {
 	nf.register(c)
 	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml or html")
 	return c
+}
+
+// ports overrides the program's default ports (--supervisor-port,
+// --apiserver-port), or returns nil.
+func (f *nodeFlags) ports() *k3s.Ports {
+	if f.supervisorPort == 0 && f.apiserverPort == 0 {
+		return nil
+	}
+	p := k3s.DefaultPorts(k3s.Program(f.program))
+	if f.program == "" {
+		p = k3s.DefaultPorts(k3s.K3s)
+	}
+	if f.supervisorPort != 0 {
+		p.Supervisor = f.supervisorPort
+	}
+	if f.apiserverPort != 0 {
+		p.APIServer = f.apiserverPort
+	}
+	return &p
 }

@@ -98,7 +98,7 @@ func newLabRunCmd() *cobra.Command {
 			return fmt.Errorf("unknown output %q (want table or json)", output)
 		},
 	}
-	c.Flags().StringVar(&profile, "profile", "", "version profile: v1.18 (the reference), v1.19+ or current (default: v1.18; `all` runs v1.18 and current)")
+	c.Flags().StringVar(&profile, "profile", "", "version profile: v1.18 (the reference), v1.19+ or current (default: v1.18; run all uses v1.18 and current)")
 	c.Flags().StringVar(&remedy, "remedy", "none", "after the failure apply: "+strings.Join(lab.Remedies, ", "))
 	c.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	c.Flags().StringVar(&root, "root", "", "where to create the nodes (default: a new temporary directory)")
@@ -171,8 +171,8 @@ func newLabUpCmd() *cobra.Command {
 			fmt.Fprintf(w, "lab node running (profile %s, virtual date %s)\n", p.Name, n.Now().Format(time.RFC3339))
 			fmt.Fprintf(w, "  data dir:    %s\n  kubeconfig:  %s\n  supervisor:  127.0.0.1:%d\n  apiserver:   127.0.0.1:%d\n  kine:        127.0.0.1:%d\n",
 				n.DataDir(), n.Kubeconfig(), ports.Supervisor, ports.APIServer, ports.Etcd)
-			fmt.Fprintf(w, "try:\n  kubectl --kubeconfig %s get --raw /readyz\n  k3scert check -d %s --admin-kubeconfig %s --profile %s --endpoint 127.0.0.1:%d --endpoint 127.0.0.1:%d --at %s\n",
-				n.Kubeconfig(), n.DataDir(), n.Kubeconfig(), p.Name, ports.Supervisor, ports.APIServer, "+"+fmt.Sprint(advance)+"d")
+			fmt.Fprintf(w, "try (time travel is in the certificates, so judge at the real now):\n  kubectl --kubeconfig %s get --raw /readyz\n  k3scert check -d %s --admin-kubeconfig %s --profile %s --supervisor-port %d --apiserver-port %d\n  k3scert rotate -d %s --admin-kubeconfig %s --profile %s --supervisor-port %d --apiserver-port %d --dry-run\n",
+				n.Kubeconfig(), n.DataDir(), n.Kubeconfig(), p.Name, ports.Supervisor, ports.APIServer, n.DataDir(), n.Kubeconfig(), p.Name, ports.Supervisor, ports.APIServer)
 			fmt.Fprintln(w, "Ctrl-C stops the node")
 			<-ctx.Done()
 			return nil

@@ -22,7 +22,11 @@ func secretGetter(f *nodeFlags) source.SecretGetter {
 		return nil
 	}
 	return func(ctx context.Context) (*corev1.Secret, string, error) {
-		n, err := check.Resolve(check.Options{DataDir: f.dataDir, Program: k3s.Program(f.program), Profile: f.profile, Version: f.version})
+		o := check.Options{DataDir: f.dataDir, Program: k3s.Program(f.program), Profile: f.profile, Version: f.version}
+		if p := f.ports(); p != nil {
+			o.Ports = p
+		}
+		n, err := check.Resolve(o)
 		if err != nil {
 			return nil, "", err
 		}

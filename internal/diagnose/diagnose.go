@@ -1,6 +1,7 @@
 // Package diagnose turns observations into findings:
 // (inventory, node, profile, time) -> report. It is pure: it must not
-// import os, net or time.Now, and it does no I/O or logging.
+// import os, call time.Now or do any I/O or logging (net is used only for
+// net.ParseIP).
 package diagnose
 
 import (
@@ -161,17 +162,24 @@ func describe(c source.Cert) string {
 }
 
 // status: K3C001, K3C002, K3C003, K3C010. A CA found in many files is
-// reported once, at its first location.
+// reported once, at its own file (server/tls/…-ca.crt) rather than at a
+// copy such as agent/server-ca.crt, which sorts first.
 func (d *diag) status() {
-	seenCA := map[string]bool{}
+	caAt := map[string]string{} // fingerprint -> location to report it at
+	own := map[string]bool{}    // fingerprint -> caAt is the CA's own file
+	for _, c := range d.primaries() {
+		if !c.Cert.IsCA {
+			continue
+		}
+		fp := pki.Fingerprint(c.Cert)
+		if _, ok := caAt[fp]; !ok || (!own[fp] && d.isCAFile(c)) {
+			caAt[fp], own[fp] = c.Location, d.isCAFile(c)
+		}
+	}
 	for _, c := range d.primaries() {
 		x := c.Cert
-		if x.IsCA {
-			fp := pki.Fingerprint(x)
-			if seenCA[fp] {
-				continue
-			}
-			seenCA[fp] = true
+		if x.IsCA && caAt[pki.Fingerprint(x)] != c.Location {
+			continue
 		}
 		switch st := pki.StatusAt(x, d.At, d.warnDays(x)); {
 		case st == pki.Expired:
@@ -194,6 +202,15 @@ func (d *diag) status() {
 	}
 }
 
+// isCAFile reports whether c is a CA's own file, not a copy of it.
+func (d *diag) isCAFile(c source.Cert) bool {
+	if c.Source != source.File || c.SpecID == "" {
+		return false
+	}
+	s, ok := k3s.ByID(d.Program, d.Profile, c.SpecID)
+	return ok && s.CA && !s.Copy
+}
+
 func (d *diag) remedyRenew(c source.Cert) string {
 	switch {
 	case c.Source == source.Kubeconfig:
@@ -202,7 +219,9 @@ func (d *diag) remedyRenew(c source.Cert) string {
 		if !d.Profile.ListenerRenews {
 			return "K3s of this version never renews the listener certificate: run k3scert rotate (renews it in the secret and dynamic-cert.json, then restarts)"
 		}
-		return "restart " + d.Service + "; if the listener keeps the old certificate, run k3scert rotate"
+		return fmt.Sprintf("nothing to do while %s runs: this version's listener renews itself %d days before expiry (checked every 6 h); if it still shows this after a day, run k3scert rotate", d.Service, d.Profile.RenewDays)
+	case c.Source == source.File && strings.Contains(c.Location, "/agent/") && d.Node.Role == string(k3s.RoleServer):
+		return "restart " + d.Service + ": the server's embedded agent fetches fresh agent certificates on every start"
 	case c.Source == source.File && strings.Contains(c.Location, "/agent/"):
 		return "restart the agent after its server (systemctl restart " + string(d.Program) + "-agent); agents fetch fresh certificates on start"
 	case c.Cert.IsCA:
@@ -229,7 +248,7 @@ func (d *diag) missing() {
 		bad[p.Location] = true
 	}
 	for _, s := range k3s.Specs(d.Program, d.Profile) {
-		if s.Cert == "" || s.Legacy != k3s.Both || string(s.Role) != d.Node.Role {
+		if s.Cert == "" || s.Optional || string(s.Role) != d.Node.Role {
 			continue
 		}
 		if strings.HasPrefix(s.ID, "etcd-") && !have[joinData(d.Node.DataDir, "server/tls/etcd/server-ca.crt")] {
@@ -401,9 +420,13 @@ func (d *diag) kubeconfigs() {
 					state = fmt.Sprintf("its certificate (%s) expired %s, so kubectl with this file fails with \"x509: certificate has expired\"", subject(x), date(x.NotAfter))
 				}
 			}
+			remedy := "k3scert kubeconfig refresh " + kubeconfigPath(k.Location) + " (K3s rewrites only its own " + path.Base(k3s.DefaultKubeconfig(d.Program)) + " on start; copies are never updated)"
+			if !k.Copy {
+				remedy = "restart " + d.Service + ": K3s rewrites " + kubeconfigPath(k.Location) + " from client-admin.crt on every server start (the files changed since the last start)"
+			}
 			d.add(KubeconfigStale.finding(sev, k.Location,
 				fmt.Sprintf("%s is not the current client-admin certificate (expires %s); %s", kubeconfigPath(k.Location), date(admin.NotAfter), state),
-				"k3scert kubeconfig refresh "+kubeconfigPath(k.Location)+" (K3s rewrites only "+k3s.DefaultKubeconfig(d.Program)+"; copies are never updated)"))
+				remedy))
 		}
 		if serverCA != nil && len(k.ServerCAs) > 0 && !contains(k.ServerCAs, pki.Fingerprint(serverCA)) {
 			d.add(KubeconfigCA.finding("", k.Location,
@@ -487,7 +510,7 @@ func (d *diag) sans() {
 		if len(miss) > 0 {
 			d.add(SANMissing.finding("", c.Location,
 				fmt.Sprintf("%s lacks %s; clients connecting by that name fail with \"x509: certificate is valid for ..., not ...\"", describe(c), strings.Join(miss, ", ")),
-				"add the names with --tls-san (config.yaml tls-san) and restart "+d.Service+"; K3s reissues certificates with missing SANs"))
+				"add the names with --tls-san (config.yaml tls-san) and restart "+d.Service+"; current K3s reissues leaves whose SANs are missing, the listener adds names itself; on older versions use k3scert rotate --method regenerate (k3scert rotate --method renew keeps the old names)"))
 		}
 	}
 }

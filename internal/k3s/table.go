@@ -60,6 +60,9 @@ type Spec struct {
 	Legacy  Legacy   // which naming generations have this entry
 	Kubecfg string   // the kubeconfig in server/cred or agent/ that references this cert, if any
 	Serving bool     // a serving certificate whose SANs matter
+	// Optional: not every release of the profile has it (the version that
+	// added it is not confirmed), so its absence is not a finding.
+	Optional bool
 }
 
 // Legacy tells in which naming generation an entry exists.
@@ -95,7 +98,7 @@ var table = []Spec{
 
 	// Server leaves under server/tls (facts §1.2).
 	{ID: "client-admin", Service: "admin", Role: RoleServer, Cert: "server/tls/client-admin.crt", Key: "server/tls/client-admin.key", Signer: "client-ca", CN: "system:admin", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Kubecfg: "server/cred/admin.kubeconfig"},
-	{ID: "client-supervisor", Service: "supervisor", Role: RoleServer, Cert: "server/tls/client-supervisor.crt", Key: "server/tls/client-supervisor.key", Signer: "client-ca", CN: "system:{p}-supervisor", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Legacy: OnlyModern, Kubecfg: "server/cred/supervisor.kubeconfig"},
+	{ID: "client-supervisor", Service: "supervisor", Role: RoleServer, Cert: "server/tls/client-supervisor.crt", Key: "server/tls/client-supervisor.key", Signer: "client-ca", CN: "system:{p}-supervisor", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Legacy: OnlyModern, Kubecfg: "server/cred/supervisor.kubeconfig", Optional: true},
 	{ID: "client-controller", Service: "controller-manager", Role: RoleServer, Cert: "server/tls/client-controller.crt", Key: "server/tls/client-controller.key", Signer: "client-ca", CN: "system:kube-controller-manager", Usages: []Usage{ClientAuth}, Kubecfg: "server/cred/controller.kubeconfig"},
 	{ID: "client-scheduler", Service: "scheduler", Role: RoleServer, Cert: "server/tls/client-scheduler.crt", Key: "server/tls/client-scheduler.key", Signer: "client-ca", CN: "system:kube-scheduler", Usages: []Usage{ClientAuth}, Kubecfg: "server/cred/scheduler.kubeconfig"},
 	{ID: "client-kube-apiserver", Service: "api-server", Role: RoleServer, Cert: "server/tls/client-kube-apiserver.crt", Key: "server/tls/client-kube-apiserver.key", Signer: "client-ca", CN: "system:apiserver", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Legacy: OnlyModern, Kubecfg: "server/cred/api-server.kubeconfig"},
