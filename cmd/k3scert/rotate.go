@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -84,7 +83,7 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 		Secrets:  rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.DataDir, Program: n.Program}),
 		Verify:   rotate.Verifier{Check: o, Now: time.Now}.Verify,
 		Progress: progressPrinter(out, cliutil.IsTerminal(os.Stdout))}
-	journal := filepath.Join(n.DataDir, "server", "tls", rotate.JournalName)
+	journal := rotate.JournalPath(n.DataDir, n.Role)
 	switch {
 	case rf.resume && rf.rollback:
 		return errors.New("--resume and --rollback exclude each other")
@@ -143,7 +142,11 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 		return err
 	}
 	st, _ := rotate.ReadJournal(journal)
-	fmt.Fprintf(out, "k3scert: rotated %d leaf certificates and the listener certificate in %.1fs\n", len(plan.Leaves), time.Since(start).Seconds())
+	if n.Role == k3s.RoleAgent {
+		fmt.Fprintf(out, "k3scert: restarted the agent; its certificates are fresh and verified (%.1fs)\n", time.Since(start).Seconds())
+	} else {
+		fmt.Fprintf(out, "k3scert: rotated %d leaf certificates and the listener certificate in %.1fs\n", len(plan.Leaves), time.Since(start).Seconds())
+	}
 	fmt.Fprintf(out, "  backup:  %s\n  journal: %s\n", st.Backup, journal)
 	fmt.Fprintln(out, "  next, elsewhere:")
 	for _, x := range plan.Others {
@@ -162,7 +165,10 @@ func rotateService(n check.Node, rf *rotateFlags) (rotate.Service, error) {
 	unit := rf.unit
 	if unit == "" {
 		unit = string(n.Program)
-		if n.Program == k3s.RKE2 {
+		switch {
+		case n.Role == k3s.RoleAgent:
+			unit += "-agent"
+		case n.Program == k3s.RKE2:
 			unit = "rke2-server"
 		}
 	}

@@ -196,6 +196,23 @@ func (e *Executor) step(ctx context.Context, s Step, backup *string) (string, er
 // key and is valid now; there is room for the backup.
 func (e *Executor) preflight() (string, error) {
 	now := e.now()
+	if len(e.Plan.BackupRoots) == 1 && e.Plan.BackupRoots[0] == "agent" {
+		for _, name := range []string{"server-ca.crt", "client-ca.crt"} {
+			p := e.dataPath("agent/" + name)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return "", fmt.Errorf("agent CA copy: %w", err)
+			}
+			certs, err := pki.ParseCerts(b)
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", p, err)
+			}
+			if now.After(certs[0].NotAfter) {
+				return "", fmt.Errorf("%s: the CA expired %s; rotate the CAs first", p, certs[0].NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
+		return "agent CA copies present and valid", nil
+	}
 	seen := map[string]bool{}
 	for _, l := range e.Plan.Leaves {
 		if seen[l.Signer] {

@@ -76,9 +76,6 @@ func modeOf(path string, def os.FileMode) os.FileMode {
 	return def
 }
 
-// backupRoots are the trees the backup holds, relative to the data dir.
-var backupRoots = []string{"server/tls", "server/cred"}
-
 // backup writes one tar.gz (0600) of server/tls, server/cred, the admin
 // kubeconfig and the serving secret as JSON.
 func (e *Executor) backup(ctx context.Context) (string, error) {
@@ -108,7 +105,7 @@ func (e *Executor) backup(ctx context.Context) (string, error) {
 		_, err := tw.Write(data)
 		return err
 	}
-	for _, root := range backupRoots {
+	for _, root := range e.Plan.BackupRoots {
 		base := e.dataPath(root)
 		err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -116,6 +113,9 @@ func (e *Executor) backup(ctx context.Context) (string, error) {
 					return filepath.SkipDir
 				}
 				return err
+			}
+			if d.IsDir() && strings.HasPrefix(d.Name(), ".k3scert") {
+				return filepath.SkipDir // earlier backups
 			}
 			if d.IsDir() || !d.Type().IsRegular() || isJournal(p) {
 				return nil
@@ -207,8 +207,11 @@ func (e *Executor) restore(ctx context.Context, backup string) error {
 			}
 		}
 	}
-	for _, root := range backupRoots {
+	for _, root := range e.Plan.BackupRoots {
 		_ = filepath.WalkDir(e.dataPath(root), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() && strings.HasPrefix(d.Name(), ".k3scert") {
+				return filepath.SkipDir
+			}
 			if err == nil && !d.IsDir() && !keep[p] && !isJournal(p) {
 				os.Remove(p)
 			}

@@ -81,6 +81,7 @@ type Plan struct {
 	Trigger      string      `json:"trigger,omitempty"`
 	Kubeconfig   string      `json:"kubeconfig"`
 	BackupDir    string      `json:"backupDir"`
+	BackupRoots  []string    `json:"backupRoots"` // trees the backup holds, relative to the data dir
 	Journal      string      `json:"journal"`
 	Addresses    []string    `json:"addresses"` // finding codes and locations this rotation resolves
 	Others       []string    `json:"others"`    // what must happen elsewhere (agents, other servers)
@@ -117,8 +118,8 @@ const BackupDirName = ".k3scert-backups"
 
 // NewPlan computes the rotation plan. It is pure.
 func NewPlan(in Input) (Plan, error) {
-	if in.Node.Role != string(k3s.RoleServer) {
-		return Plan{}, fmt.Errorf("%s is an agent data dir: agents take their certificates from a server on start; rotate the servers, then restart the agent (systemctl restart %s-agent)", in.Node.DataDir, in.Program)
+	if in.Node.Role == string(k3s.RoleAgent) {
+		return agentPlan(in)
 	}
 	if in.Method == "" {
 		in.Method = MethodRenew
@@ -138,7 +139,8 @@ func NewPlan(in Input) (Plan, error) {
 	p := Plan{APIVersion: report.APIVersion, Kind: "Plan", CreatedAt: in.Now.UTC(), Node: in.Node, Method: in.Method,
 		Service: in.Service, Datastore: in.Datastore, ValidDays: in.ValidDays, VerifyDays: in.VerifyDays,
 		ListenerJSON: abs(l.JSONPath), SecretKey: l.SecretKey(), Kubeconfig: in.Kubeconfig,
-		BackupDir: abs("server/" + BackupDirName), Journal: abs("server/tls/" + JournalName), Inputs: in.Inputs}
+		BackupDir: abs("server/" + BackupDirName), BackupRoots: []string{"server/tls", "server/cred"},
+		Journal: abs("server/tls/" + JournalName), Inputs: in.Inputs}
 	if in.Profile.RotateCommand {
 		p.Trigger = abs(l.Trigger)
 	}
@@ -215,4 +217,47 @@ func (p Plan) Summary() string {
 	}
 	fmt.Fprintf(&b, "journal: %s\n", p.Journal)
 	return b.String()
+}
+
+// agentPlan rotates an agent: agents have no renewal of their own; every
+// agent start fetches fresh certificates from a server (facts §6.2). So the
+// plan backs up agent/, restarts the agent and verifies that what it
+// fetched is fresh. Run it after every server has been rotated.
+func agentPlan(in Input) (Plan, error) {
+	if in.ValidDays == 0 {
+		in.ValidDays = k3s.LeafValidityDays
+	}
+	if in.VerifyDays == 0 {
+		in.VerifyDays = 30
+	}
+	dd := in.Node.DataDir
+	abs := func(rel string) string { return filepath.Join(dd, filepath.FromSlash(rel)) }
+	p := Plan{APIVersion: report.APIVersion, Kind: "Plan", CreatedAt: in.Now.UTC(), Node: in.Node, Method: "restart-agent",
+		Service: in.Service, ValidDays: in.ValidDays, VerifyDays: in.VerifyDays,
+		BackupDir: abs("agent/" + BackupDirName), BackupRoots: []string{"agent"}, Journal: abs("agent/" + JournalName), Inputs: in.Inputs}
+	for _, f := range in.Findings {
+		switch f.Code {
+		case "K3C001", "K3C002", "K3C301", "K3C302":
+			p.Addresses = append(p.Addresses, f.Code+" "+f.Location)
+		}
+	}
+	sort.Strings(p.Addresses)
+	p.Others = append(p.Others, "run this only after every server has been rotated: the agent fetches its certificates from a server, signed by that server's CAs")
+	add := func(name, desc string, writes ...string) {
+		p.Steps = append(p.Steps, Step{Index: len(p.Steps), Name: name, Description: desc, Writes: writes})
+	}
+	add(StepPreflight, "check that the agent's CA copies (agent/server-ca.crt, agent/client-ca.crt) are present and valid")
+	add(StepStop, "stop "+in.Service)
+	add(StepBackup, "write one tar.gz (0600) of agent/ into "+p.BackupDir)
+	add(StepStart, "start "+in.Service+": the agent fetches fresh client-kubelet, serving-kubelet, kube-proxy and controller certificates from its server", abs("agent"))
+	add(StepVerify, fmt.Sprintf("verify: every agent certificate is valid now and in %d days, check finds nothing critical; on failure roll back from the backup", in.VerifyDays))
+	return p, nil
+}
+
+// JournalPath is where the rotation journal of a node lives.
+func JournalPath(dataDir string, role k3s.Role) string {
+	if role == k3s.RoleAgent {
+		return filepath.Join(dataDir, "agent", JournalName)
+	}
+	return filepath.Join(dataDir, "server", "tls", JournalName)
 }

@@ -414,3 +414,51 @@ func findingsOf(r report.Report, code string) []report.Finding {
 	}
 	return out
 }
+
+// An agent node: the plan restarts the agent (after the servers) and
+// verifies the certificates it fetched; the agent's files before were
+// expired. The fake service's start fetches from the server as an agent
+// start does.
+func TestAgentRotation(t *testing.T) {
+	server, _ := genNodeWithDatastore(t)
+	agentDir := filepath.Join(t.TempDir(), "var/lib/rancher/k3s")
+	gen := &k3sgen.Options{DataDir: agentDir, Profile: k3s.ProfileV118, AgentOnly: true, ServerDataDir: server}
+	old := install.Add(-400 * 24 * time.Hour)
+	if _, err := k3sgen.Start(*gen, old); err != nil { // fetched long ago
+		t.Fatal(err)
+	}
+	clock := func() time.Time { return install.Add(time.Minute) }
+	o := check.Options{DataDir: agentDir, Profile: "v1.18", At: clock(), NoEndpoint: true}
+	r, _, err := check.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Node.Role != "agent" || len(findingsOf(r, "K3C001")) == 0 {
+		t.Fatalf("agent node: role %s, %d expired findings; want agent with expired certificates", r.Node.Role, len(findingsOf(r, "K3C001")))
+	}
+	in, err := rotate.Gather(context.Background(), o, "", "fake k3s-agent", "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rotate.NewPlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range p.Steps {
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "preflight,stop,backup,start,verify" {
+		t.Fatalf("agent plan steps %v", names)
+	}
+	var calls []string
+	e := &rotate.Executor{Plan: p, Service: fakeService{calls: &calls, gen: gen, clock: clock}, Now: clock,
+		Verify: rotate.Verifier{Check: o, Now: clock, Timeout: time.Second}.Verify}
+	if err := e.Apply(context.Background()); err != nil {
+		t.Fatalf("agent rotation: %v", err)
+	}
+	r, _, _ = check.Run(context.Background(), o)
+	if n := len(findingsOf(r, "K3C001")); n != 0 {
+		t.Errorf("after the agent rotation %d certificates are still expired", n)
+	}
+}

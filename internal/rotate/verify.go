@@ -54,6 +54,10 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 		}
 		served := 0
 		for _, c := range r.Certificates {
+			if c.Source == "file" && c.Index == 0 && !c.IsCA && strings.Contains(c.Location, "/agent/") &&
+				(c.Status == "EXPIRED" || c.Status == "NOT YET VALID") {
+				return fmt.Errorf("%s is %s at %s (notAfter %s): the agent did not fetch a fresh certificate", c.Location, c.Status, at.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339))
+			}
 			if c.Source == "endpoint" && c.Index == 0 {
 				served++
 				if c.Status == "EXPIRED" || c.Status == "NOT YET VALID" {
@@ -61,7 +65,7 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 				}
 			}
 		}
-		if served == 0 {
+		if served == 0 && p.Node.Role != "agent" {
 			return fmt.Errorf("no endpoint answered at %s", strings.Join(o.Endpoints, ", "))
 		}
 		if at.Equal(now) {

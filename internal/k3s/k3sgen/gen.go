@@ -38,7 +38,9 @@ type Options struct {
 	APIServerPort  int  // default per program
 	SupervisorPort int  // default per program
 	NoAgent        bool // do not write agent/ files (a server with --disable-agent)
-	AgentOnly      bool // write only agent/ files (an agent node); CAs come from Server
+	AgentOnly      bool // write only agent/ files (an agent node); CAs come from ServerDataDir
+	// ServerDataDir is the server an agent-only node fetches from.
+	ServerDataDir string
 	// Listener writes server/tls/dynamic-cert.json as dynamiclistener would
 	// when it is missing (tests without the lab; the lab lets the real
 	// dynamiclistener do it).
@@ -159,6 +161,9 @@ type ca struct {
 func (o Options) path(rel string) string { return filepath.Join(o.DataDir, filepath.FromSlash(rel)) }
 
 func loadOrCreateCA(o Options, s k3s.Spec, now time.Time) (*ca, bool, error) {
+	if o.AgentOnly && o.ServerDataDir != "" {
+		o.DataDir = o.ServerDataDir // the agent's server signs
+	}
 	certPEM, errC := os.ReadFile(o.path(s.Cert))
 	keyPEM, errK := os.ReadFile(o.path(s.Key))
 	if errC == nil && errK == nil {
