@@ -26,8 +26,11 @@ test: vet
 test-short:
 	$(GO) test -short ./...
 
+# The reference verification on real parts (v1.18 and current), then the
+# fix: k3scert rotate on the expired v1.18 node, clock untouched.
 demo: build lab-bin
 	bin/k3scert lab run all
+	bin/k3scert lab run scenario1 --profile v1.18 --remedy rotate
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/ ./internal/...

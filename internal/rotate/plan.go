@@ -167,6 +167,8 @@ func NewPlan(in Input) (Plan, error) {
 	p.Others = append(p.Others, "copied kubeconfigs: refresh each copy afterwards (k3scert kubeconfig refresh PATH)")
 	if in.HA {
 		p.Others = append(p.Others, fmt.Sprintf("other servers: the %s secret is shared and now renewed; on every other server run k3scert rotate too (its own leaves and its own dynamic-cert.json), one server at a time", l.SecretName))
+	} else {
+		p.Others = append(p.Others, fmt.Sprintf("if the cluster has other servers: they share the %s secret (now renewed) but keep their own leaves and dynamic-cert.json: run k3scert rotate on each, one at a time (docs/runbooks/ha.md)", l.SecretName))
 	}
 
 	var leafFiles []string
