@@ -80,9 +80,11 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 		return cliutil.WithHint(err, "pass --stop-cmd and --start-cmd, e.g. --stop-cmd 'systemctl stop k3s' --start-cmd 'systemctl start k3s'")
 	}
 	e := &rotate.Executor{Service: svc, Now: time.Now,
-		Secrets:  rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.DataDir, Program: n.Program}),
 		Verify:   rotate.Verifier{Check: o, Now: time.Now}.Verify,
 		Progress: progressPrinter(out, cliutil.IsTerminal(os.Stdout))}
+	if n.Role == k3s.RoleServer && rotate.OfflineSecret(n.DataDir) {
+		e.Secrets = rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.DataDir, Program: n.Program})
+	}
 	journal := rotate.JournalPath(n.DataDir, n.Role)
 	switch {
 	case rf.resume && rf.rollback:

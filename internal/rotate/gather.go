@@ -30,7 +30,7 @@ func Gather(ctx context.Context, o check.Options, method, service, datastoreDesc
 		kc = k3s.DefaultKubeconfig(n.Program)
 	}
 	in := Input{Node: r.Node, Program: n.Program, Profile: n.Profile, Method: method, Service: service, Datastore: datastoreDesc,
-		Kubeconfig: kc, Now: o.At, Present: map[string]bool{}, Findings: r.Findings}
+		Kubeconfig: kc, Now: o.At, Present: map[string]bool{}, Findings: r.Findings, NoOfflineSecret: !OfflineSecret(n.DataDir)}
 	paths := []string{}
 	for _, s := range k3s.Specs(n.Program, n.Profile) {
 		if s.Role != k3s.RoleServer || s.Cert == "" {
@@ -95,13 +95,21 @@ func (d dsSecrets) Delete(ctx context.Context) error {
 
 func (d dsSecrets) Close() error { return d.s.Store.Close() }
 
+// OfflineSecret reports whether the serving secret can be written with
+// K3s stopped: kine's SQLite can (through kine's library), embedded etcd
+// cannot (it runs inside K3s).
+func OfflineSecret(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, "server", "db", "state.db"))
+	return err == nil
+}
+
 // DescribeDatastore names the datastore for the plan.
 func DescribeDatastore(dataDir string) string {
 	if _, err := os.Stat(filepath.Join(dataDir, "server", "db", "state.db")); err == nil {
 		return "sqlite server/db/state.db through kine's library, offline while K3s is stopped"
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "server", "db", "etcd")); err == nil {
-		return "embedded etcd (needs K3s running: the secret is written through the API)"
+		return "embedded etcd: stops with K3s, so the secret is not written offline (dynamiclistener re-syncs it on start)"
 	}
 	return "none found"
 }

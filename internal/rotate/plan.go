@@ -108,6 +108,9 @@ type Input struct {
 	Findings []report.Finding
 	// HA: other servers share the secret; the plan says what to do there.
 	HA bool
+	// NoOfflineSecret: the datastore cannot be reached with K3s stopped
+	// (embedded etcd stops with it), so only dynamic-cert.json is written.
+	NoOfflineSecret bool
 }
 
 // JournalName is the rotation journal under server/tls.
@@ -187,11 +190,12 @@ func NewPlan(in Input) (Plan, error) {
 	case MethodRegenerate:
 		add(StepLeaves, fmt.Sprintf("remove %d leaf certificates and keys so that K3s regenerates them on start", len(p.Leaves)), leafFiles...)
 	}
-	lw := []string{p.ListenerJSON, "datastore " + p.SecretKey}
-	if p.Trigger != "" {
-		lw = append(lw, p.Trigger)
+	if in.NoOfflineSecret {
+		add(StepListener, "renew the listener certificate (same names and key, new validity) in dynamic-cert.json only: the secret lives in embedded etcd, which stops with K3s; on start dynamiclistener (v0.3.4+) keeps the unexpired copy and writes it back to the secret", p.ListenerJSON)
+		p.SecretKey = ""
+	} else {
+		add(StepListener, "renew the listener certificate (same names and key, new validity) and write the SAME certificate to dynamic-cert.json and to the secret "+l.Namespace+"/"+l.SecretName+" in the datastore, so neither copy can re-seed the old one", p.ListenerJSON, "datastore "+p.SecretKey)
 	}
-	add(StepListener, "renew the listener certificate (same names and key, new validity) and write the SAME certificate to dynamic-cert.json and to the secret "+l.Namespace+"/"+l.SecretName+" in the datastore, so neither copy can re-seed the old one", lw...)
 	add(StepStart, "start "+in.Service+" and wait for the supervisor and the apiserver to answer")
 	add(StepVerify, fmt.Sprintf("verify on the wire: every endpoint serves a certificate valid now and in %d days, the renewed admin credentials reach the API, check has no critical finding; on failure roll back from the backup", in.VerifyDays))
 	return p, nil

@@ -462,3 +462,46 @@ func TestAgentRotation(t *testing.T) {
 		t.Errorf("after the agent rotation %d certificates are still expired", n)
 	}
 }
+
+// A node whose datastore stops with K3s (embedded etcd: no state.db) gets
+// a plan that renews dynamic-cert.json only, and says why.
+func TestPlanWithoutOfflineSecret(t *testing.T) {
+	root := t.TempDir()
+	dataDir := filepath.Join(root, "var/lib/rancher/k3s")
+	kc := filepath.Join(root, "etc/rancher/k3s/k3s.yaml")
+	o := k3sgen.Options{DataDir: dataDir, Profile: k3s.ProfileV118, Kubeconfig: kc, Listener: true}
+	if _, err := k3sgen.Start(o, install); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k3sgen.Advance(dataDir, kc, 421); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k3sgen.Start(o, install); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dataDir, "server/db/etcd"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	clock := func() time.Time { return install.Add(time.Minute) }
+	p := planFor(t, dataDir, kc, clock())
+	var listener rotate.Step
+	for _, s := range p.Steps {
+		if s.Name == rotate.StepListener {
+			listener = s
+		}
+	}
+	if p.SecretKey != "" || len(listener.Writes) != 1 || !strings.Contains(listener.Description, "embedded etcd") {
+		t.Fatalf("plan without an offline datastore: secret key %q, listener step %+v", p.SecretKey, listener)
+	}
+	var calls []string
+	e := &rotate.Executor{Plan: p, Service: fakeService{calls: &calls, gen: &o, clock: clock}, Now: clock}
+	if err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := checkAt(t, dataDir, kc, clock())
+	for _, f := range r.Findings {
+		if f.Severity == report.Critical {
+			t.Errorf("critical after rotation: %s %s", f.Code, f.Message)
+		}
+	}
+}
