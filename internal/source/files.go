@@ -53,6 +53,12 @@ func (f Files) Read(ctx context.Context, inv *Inventory) {
 				if p != root && skipDir(de.Name()) {
 					return filepath.SkipDir
 				}
+				if p != root && isCertOrKeyName(p) {
+					// A directory where a certificate or key belongs
+					// (server/tls/client-admin.crt/): not "missing".
+					inv.AddProblem(Problem{Source: File, Location: p, Reason: ReasonNotRegular, Detail: "is a directory, not a certificate or key file"})
+					return filepath.SkipDir
+				}
 				return nil
 			}
 			switch {
@@ -73,6 +79,10 @@ func (f Files) Read(ctx context.Context, inv *Inventory) {
 			f.readKey(inv, p, parsed)
 		}
 	}
+}
+
+func isCertOrKeyName(p string) bool {
+	return strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".pem") || strings.HasSuffix(p, ".key")
 }
 
 func (f Files) rel(p string) string {

@@ -78,14 +78,16 @@ type SecretGetter func(ctx context.Context) (s *corev1.Secret, via string, err e
 // getter (API or datastore, see internal/kube and internal/datastore).
 type ServingSecret struct {
 	Namespace, SecretName string
-	Get             SecretGetter
+	Get                   SecretGetter
 }
 
 // Name implements Source.
 func (s ServingSecret) Name() string { return "secret" }
 
 // Location is how the secret is named in reports.
-func (s ServingSecret) Location() string { return fmt.Sprintf("secret %s/%s", s.Namespace, s.SecretName) }
+func (s ServingSecret) Location() string {
+	return fmt.Sprintf("secret %s/%s", s.Namespace, s.SecretName)
+}
 
 // Read implements Source.
 func (s ServingSecret) Read(ctx context.Context, inv *Inventory) {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"syscall"
 )
 
 // Kind is where an observation came from. The values are part of the JSON
@@ -189,9 +190,11 @@ const MaxFileSize = 1 << 20
 // errTooLarge is returned by readLimited for oversized files.
 var errTooLarge = errors.New("file too large")
 
-// readLimited reads a regular file of at most MaxFileSize bytes.
+// readLimited reads a regular file of at most MaxFileSize bytes. The file
+// is opened non-blocking: opening a FIFO for reading would otherwise wait
+// for a writer forever; non-regular files are refused after the open.
 func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
