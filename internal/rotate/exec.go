@@ -130,7 +130,8 @@ func (e *Executor) run(ctx context.Context, j *journal, from int, backup string)
 				j.write(record{T: "aborted", At: e.now()})
 				return fmt.Errorf("%s: %w (nothing was changed)", s.Name, err)
 			}
-			rerr := e.rollback(ctx, j, backup)
+			// Ctrl-C cancels ctx; the rollback must still run to the end.
+			rerr := e.rollback(context.WithoutCancel(ctx), j, backup)
 			if rerr != nil {
 				return fmt.Errorf("%s: %w; rollback also failed: %v (the backup is %s; the journal %s)", s.Name, err, rerr, backup, e.Plan.Journal)
 			}
@@ -165,7 +166,20 @@ func indexOf(p Plan, name string) int {
 func (e *Executor) step(ctx context.Context, s Step, backup *string) (string, error) {
 	switch s.Name {
 	case StepPreflight:
-		return e.preflight()
+		detail, err := e.preflight()
+		if err != nil || e.Secrets == nil {
+			return detail, err
+		}
+		st, err := e.Secrets(ctx)
+		if err != nil {
+			return "", fmt.Errorf("datastore: %w", err)
+		}
+		_, err = st.Get(ctx)
+		st.Close()
+		if err != nil {
+			return "", fmt.Errorf("datastore: cannot read the serving secret: %w", err)
+		}
+		return detail + "; datastore readable", nil
 	case StepStop:
 		return "stopped " + e.Service.Name(), e.Service.Stop(ctx)
 	case StepBackup:
@@ -182,6 +196,12 @@ func (e *Executor) step(ctx context.Context, s Step, backup *string) (string, er
 	case StepListener:
 		return e.listener(ctx)
 	case StepStart:
+		if e.Plan.ForceRestart != "" {
+			// RKE2: make the static pods (kube-apiserver) restart too.
+			if err := WriteAtomic(e.Plan.ForceRestart, nil, 0o600); err != nil {
+				return "", err
+			}
+		}
 		return "started " + e.Service.Name(), e.Service.Start(ctx)
 	case StepVerify:
 		if e.Verify == nil {

@@ -58,25 +58,45 @@ func RefreshKubeconfig(path, dataDir string, now time.Time) (RefreshResult, erro
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", path, err)
 	}
+	// Only this cluster's entries change: users whose certificate was
+	// signed by this node's client CA, and the clusters those users are
+	// paired with in a context. Other clusters in the file stay as they are.
+	cab, err := os.ReadFile(tls("client-ca.crt"))
+	if err != nil {
+		return res, fmt.Errorf("client CA: %w", err)
+	}
+	clientCA, err := pki.ParseCerts(cab)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", tls("client-ca.crt"), err)
+	}
+	mine := map[string]bool{}
 	for name, ai := range cfg.AuthInfos {
 		if len(ai.ClientCertificateData) == 0 {
 			continue
 		}
 		certs, err := pki.ParseCerts(ai.ClientCertificateData)
-		if err != nil || certs[0].Subject.CommonName != admin[0].Subject.CommonName {
+		if err != nil || certs[0].Subject.CommonName != admin[0].Subject.CommonName || pki.SignedBy(certs[0], clientCA[0]) != nil {
 			continue
 		}
 		ai.ClientCertificateData, ai.ClientKeyData = crt, key
 		res.Users = append(res.Users, name)
+		mine[name] = true
 	}
-	for name, cl := range cfg.Clusters {
-		if len(cl.CertificateAuthorityData) > 0 {
-			cl.CertificateAuthorityData = ca
-			res.Clusters = append(res.Clusters, name)
+	done := map[string]bool{}
+	for _, c := range cfg.Contexts {
+		if c == nil || !mine[c.AuthInfo] || done[c.Cluster] {
+			continue
 		}
+		cl := cfg.Clusters[c.Cluster]
+		if cl == nil || len(cl.CertificateAuthorityData) == 0 {
+			continue
+		}
+		cl.CertificateAuthorityData = ca
+		res.Clusters = append(res.Clusters, c.Cluster)
+		done[c.Cluster] = true
 	}
 	if len(res.Users) == 0 {
-		return res, fmt.Errorf("%s has no user with an embedded %s certificate; nothing to refresh", path, admin[0].Subject.CommonName)
+		return res, fmt.Errorf("%s has no user with an embedded %s certificate signed by this node's client CA; nothing to refresh", path, admin[0].Subject.CommonName)
 	}
 	out, err := clientcmd.Write(*cfg)
 	if err != nil {

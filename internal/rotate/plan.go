@@ -78,7 +78,9 @@ type Plan struct {
 	Leaves       []Leaf      `json:"leaves"`
 	ListenerJSON string      `json:"listenerJSON"`
 	SecretKey    string      `json:"secretKey"`
-	Trigger      string      `json:"trigger,omitempty"`
+	// ForceRestart is RKE2's <data-dir>/force-restart, written before the
+	// start so its static pods restart with the new files (facts §6.1).
+	ForceRestart string      `json:"forceRestart,omitempty"`
 	Kubeconfig   string      `json:"kubeconfig"`
 	BackupDir    string      `json:"backupDir"`
 	BackupRoots  []string    `json:"backupRoots"` // trees the backup holds, relative to the data dir
@@ -144,8 +146,8 @@ func NewPlan(in Input) (Plan, error) {
 		ListenerJSON: abs(l.JSONPath), SecretKey: l.SecretKey(), Kubeconfig: in.Kubeconfig,
 		BackupDir: abs("server/" + BackupDirName), BackupRoots: []string{"server/tls", "server/cred"},
 		Journal: abs("server/tls/" + JournalName), Inputs: in.Inputs}
-	if in.Profile.RotateCommand {
-		p.Trigger = abs(l.Trigger)
+	if in.Program == k3s.RKE2 {
+		p.ForceRestart = abs("force-restart")
 	}
 	byID := map[string]k3s.Spec{}
 	for _, s := range k3s.Specs(in.Program, in.Profile) {
@@ -181,7 +183,7 @@ func NewPlan(in Input) (Plan, error) {
 	add := func(name, desc string, writes ...string) {
 		p.Steps = append(p.Steps, Step{Index: len(p.Steps), Name: name, Description: desc, Writes: writes})
 	}
-	add(StepPreflight, "check CA certificates and keys (present, valid, matching), free disk space, the service manager and the datastore")
+	add(StepPreflight, "check CA certificates and keys (present, matching, valid), 64 MiB free for the backup, and that the datastore holding the serving secret can be read; nothing is stopped before this passes")
 	add(StepStop, "stop "+in.Service+" so nothing holds the old certificates or the datastore")
 	add(StepBackup, "write one tar.gz (0600) of server/tls, server/cred, "+in.Kubeconfig+" and the serving secret as JSON into "+p.BackupDir)
 	switch in.Method {
@@ -196,7 +198,11 @@ func NewPlan(in Input) (Plan, error) {
 	} else {
 		add(StepListener, "renew the listener certificate (same names and key, new validity) and write the SAME certificate to dynamic-cert.json and to the secret "+l.Namespace+"/"+l.SecretName+" in the datastore, so neither copy can re-seed the old one", p.ListenerJSON, "datastore "+p.SecretKey)
 	}
-	add(StepStart, "start "+in.Service+" and wait for the supervisor and the apiserver to answer")
+	startWrites := []string{}
+	if p.ForceRestart != "" {
+		startWrites = append(startWrites, p.ForceRestart)
+	}
+	add(StepStart, "start "+in.Service+" (verify then waits up to 90 s for the API)", startWrites...)
 	add(StepVerify, fmt.Sprintf("verify on the wire: every endpoint serves a certificate valid now and in %d days, the renewed admin credentials reach the API, check has no critical finding; on failure roll back from the backup", in.VerifyDays))
 	return p, nil
 }
