@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -71,6 +72,9 @@ func newCheckCmd() *cobra.Command {
 		Short: "Inventory and judge every certificate of the node (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !validOutput(output, "table", "wide", "json", "yaml", "html") {
+				return fmt.Errorf("unknown output format %q (want table, wide, json, yaml or html)", output)
+			}
 			o, err := nf.options(time.Now())
 			if err != nil {
 				return err
@@ -113,4 +117,13 @@ func (f *nodeFlags) ports() *k3s.Ports {
 		p.APIServer = f.apiserverPort
 	}
 	return &p
+}
+
+func validOutput(o string, allowed ...string) bool {
+	for _, a := range allowed {
+		if o == a {
+			return true
+		}
+	}
+	return false
 }

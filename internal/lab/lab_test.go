@@ -330,7 +330,11 @@ func TestRotatePlainAndRollback(t *testing.T) {
 	requireLab(t)
 	t.Parallel()
 	ctx := context.Background()
-	n, err := lab.New(lab.Options{Root: t.TempDir(), Profile: k3s.ProfileV118, Log: t.Logf})
+	root := os.Getenv("K3SCERT_KEEP_ROOT")
+	if root == "" {
+		root = t.TempDir()
+	}
+	n, err := lab.New(lab.Options{Root: root, Profile: k3s.ProfileV118, Log: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -275,8 +276,36 @@ func (n *Node) startProcs(ctx context.Context) (err error) {
 		return err
 	}
 	n.started = true
+	if err := n.settle(ctx, 30*time.Second); err != nil {
+		return err
+	}
 	n.o.Log("running: kine %s, kube-apiserver %s, supervisor %s", kineAddr, apiAddr, supAddr)
 	return nil
+}
+
+// settle waits until the listener has its certificate in both places.
+// dynamiclistener defers loading until its storage initialises or a
+// client connects, and writes the secret asynchronously; a started K3s
+// has both copies, so a lab start is not done before they exist and agree.
+// Without this, an Advance right after a start (under load) finds no
+// certificate to shift and the listener signs a fresh one afterwards.
+func (n *Node) settle(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		n.served() // a TLS connection makes dynamiclistener load its certificate
+		j, s := n.jsonCert(), n.secretCert(ctx)
+		if j != nil && s != nil && bytes.Equal(j.Raw, s.Raw) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: the listener did not write its certificate to dynamic-cert.json and the secret within %s (json %v, secret %v); log %s:\n%s",
+				timeout, j != nil, s != nil, n.supervisor.log, n.supervisor.tail(2000))
+		}
+		if ok, _ := n.supervisor.exited(); ok {
+			return fmt.Errorf("lab: supervisor exited; log %s:\n%s", n.supervisor.log, n.supervisor.tail(2000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Close stops everything the node started.
