@@ -576,3 +576,40 @@ func TestReferenceScenario(t *testing.T) {
 		t.Errorf("listener %s, want EXPIRED", st)
 	}
 }
+
+// TestBundleWithCAChain: with a custom CA whose file holds a chain, leaf
+// files carry the whole CA bundle, except on v1.18 which wrote leaf + the
+// first CA only (facts §1.1).
+func TestBundleWithCAChain(t *testing.T) {
+	src, _ := gen(t, k3sgen.Options{NoAgent: true}, t0)
+	chain := append(read(t, filepath.Join(src.DataDir, "server/tls/server-ca.crt")), read(t, filepath.Join(src.DataDir, "server/tls/client-ca.crt"))...)
+	for _, tt := range []struct {
+		prof k3s.Profile
+		want int
+	}{{k3s.ProfileV118, 2}, {k3s.ProfileV119, 3}, {k3s.ProfileCurrent, 3}} {
+		t.Run(tt.prof.Name, func(t *testing.T) {
+			dir := t.TempDir()
+			tls := filepath.Join(dir, "server", "tls")
+			if err := os.MkdirAll(tls, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(tls, "server-ca.crt"), chain, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(tls, "server-ca.key"), read(t, filepath.Join(src.DataDir, "server/tls/server-ca.key")), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			o, res := gen(t, k3sgen.Options{DataDir: dir, Profile: tt.prof, NoAgent: true}, t0)
+			if !slices.Contains(res.Kept, "server-ca") {
+				t.Errorf("custom CA not kept: %+v", res)
+			}
+			certs := readCerts(t, filepath.Join(o.DataDir, "server/tls/serving-kube-apiserver.crt"))
+			if len(certs) != tt.want {
+				t.Errorf("%d certificates in the bundle, want %d", len(certs), tt.want)
+			}
+			if got := read(t, filepath.Join(tls, "server-ca.crt")); !bytes.Equal(got, chain) {
+				t.Error("custom CA file rewritten")
+			}
+		})
+	}
+}
