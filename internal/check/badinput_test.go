@@ -58,7 +58,7 @@ func TestBadInput(t *testing.T) {
 			write(t, p, `{"kind":"Secret","data":{}}`)
 		}},
 		{"key of another certificate", "server/tls/client-admin.key", "K3C301", "", func(t *testing.T, n *node, p string) {
-			write(t, p, string(read(t, n.path("server/tls/serving-kube-apiserver.key"))))
+			write(t, p, string(read(t, n.Path("server/tls/serving-kube-apiserver.key"))))
 		}},
 		{"symlink loop", "server/tls/loop-a.crt", "K3C900", source.ReasonSymlinkLoop, func(t *testing.T, n *node, p string) {
 			other := filepath.Join(filepath.Dir(p), "loop-b.crt")
@@ -101,7 +101,7 @@ func TestBadInput(t *testing.T) {
 			}
 		}},
 		{"symlink to a directory", "server/tls/dir.crt", "K3C900", source.ReasonNotRegular, func(t *testing.T, n *node, p string) {
-			if err := os.Symlink(n.path("server/tls/etcd"), p); err != nil {
+			if err := os.Symlink(n.Path("server/tls/etcd"), p); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -109,23 +109,23 @@ func TestBadInput(t *testing.T) {
 			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Symlink(n.path("server/tls/nowhere.crt"), p); err != nil {
+			if err := os.Symlink(n.Path("server/tls/nowhere.crt"), p); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"garbage kubeconfig", "k3s.yaml", "K3C900", source.ReasonBadYAML, func(t *testing.T, n *node, p string) {
-			write(t, n.kc, "apiVersion: [\n")
+			write(t, n.KC, "apiVersion: [\n")
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newNode(t, k3s.ProfileCurrent, t0)
-			p := n.path(tt.file)
+			p := n.Path(tt.file)
 			if tt.file == "k3s.yaml" {
-				p = n.kc
+				p = n.KC
 			}
 			tt.make(t, n, p)
-			r := n.check(t0)
+			r := n.Check(t0)
 			// One finding at the file itself (a symlink loop has two
 			// files, a dangling certificate is also named by the
 			// kubeconfig that references it).

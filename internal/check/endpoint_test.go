@@ -79,12 +79,12 @@ func supervisorAt(addr string, port int) func(*check.Options) {
 // expired certificate (facts §3.5).
 func TestK3C101LiveListener(t *testing.T) {
 	n := newNode(t, k3s.ProfileV118, t0)
-	n.advance(420)
-	chain, key := listenerPair(t, n.path("server/tls/dynamic-cert.json"))
-	n.start(t0) // files renewed; the listener keeps its certificate
+	n.Advance(420)
+	chain, key := listenerPair(t, n.Path("server/tls/dynamic-cert.json"))
+	n.Start(t0) // files renewed; the listener keeps its certificate
 	addr, port := serve(t, chain, key)
 
-	r := n.check(t0, supervisorAt(addr, port))
+	r := n.Check(t0, supervisorAt(addr, port))
 	fs := findings(r, "K3C101")
 	var onWire *report.Finding
 	for i := range fs {
@@ -126,9 +126,9 @@ func TestK3C101LiveListener(t *testing.T) {
 
 	// After the rotation the listener serves a valid certificate: clean.
 	n2 := newNode(t, k3s.ProfileCurrent, t0)
-	chain, key = listenerPair(t, n2.path("server/tls/dynamic-cert.json"))
+	chain, key = listenerPair(t, n2.Path("server/tls/dynamic-cert.json"))
 	addr, port = serve(t, chain, key)
-	r = n2.check(t0, supervisorAt(addr, port))
+	r = n2.Check(t0, supervisorAt(addr, port))
 	if len(r.Findings) != 0 || len(r.Endpoints) != 1 || !r.Endpoints[0].Trusted {
 		dump(t, r)
 		t.Errorf("healthy listener: endpoints %+v", r.Endpoints)
@@ -141,12 +141,12 @@ func TestK3C101LiveListener(t *testing.T) {
 func TestK3C103UnknownEndpoint(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
 	// Same CN/SANs as the apiserver, signed by server-ca, but a new key.
-	b, err := os.ReadFile(n.path("server/tls/server-ca.crt"))
+	b, err := os.ReadFile(n.Path("server/tls/server-ca.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cas, _ := pki.ParseCerts(b)
-	kb, err := os.ReadFile(n.path("server/tls/server-ca.key"))
+	kb, err := os.ReadFile(n.Path("server/tls/server-ca.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,10 +164,10 @@ func TestK3C103UnknownEndpoint(t *testing.T) {
 	addr, port := serve(t, pki.EncodeCerts(leaf, cas[0]), keyPEM)
 
 	foreign := newNode(t, k3s.ProfileCurrent, t0)
-	fchain, fkey := listenerPair(t, foreign.path("server/tls/dynamic-cert.json"))
+	fchain, fkey := listenerPair(t, foreign.Path("server/tls/dynamic-cert.json"))
 	faddr, _ := serve(t, fchain, fkey)
 
-	r := n.check(t0, func(o *check.Options) {
+	r := n.Check(t0, func(o *check.Options) {
 		o.NoEndpoint = false
 		o.Endpoints = []string{addr, faddr}
 		o.Ports = &k3s.Ports{APIServer: port}
@@ -215,7 +215,7 @@ func TestEndpointNotAnswering(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close() // nothing listens there now
 
-	r := n.check(t0, func(o *check.Options) {
+	r := n.Check(t0, func(o *check.Options) {
 		o.NoEndpoint = false
 		o.Endpoints = []string{addr}
 	})
@@ -225,7 +225,7 @@ func TestEndpointNotAnswering(t *testing.T) {
 		t.Errorf("want one K3C900 at %s", addr)
 	}
 	// Defaults (only the closed port, so no real service is probed).
-	r = n.check(t0, func(o *check.Options) {
+	r = n.Check(t0, func(o *check.Options) {
 		o.NoEndpoint = false
 		o.Ports = &k3s.Ports{Supervisor: port}
 	})

@@ -48,7 +48,7 @@ func TestCleanNode(t *testing.T) {
 	for _, p := range k3s.Profiles {
 		t.Run(p.Name, func(t *testing.T) {
 			n := newNode(t, p, t0)
-			r := n.check(t0)
+			r := n.Check(t0)
 			if len(r.Findings) != 0 || r.Summary.ExitCode != report.ExitOK || r.Summary.Status != "OK" {
 				dump(t, r)
 				t.Fatal("fresh node is not clean")
@@ -108,7 +108,7 @@ func noCode(t *testing.T, r report.Report, code string) {
 // TestK3C001Expired: a year and more after the start, every leaf has expired.
 func TestK3C001Expired(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
-	r := n.check(t0.Add(400 * day))
+	r := n.Check(t0.Add(400 * day))
 	fs := wantCode(t, r, "K3C001", report.Critical, "server/tls/client-admin.crt", "server/tls/serving-kube-apiserver.crt",
 		"agent/client-kubelet.crt", "server/tls/dynamic-cert.json", "k3s.yaml (user default)")
 	if r.Summary.ExitCode != report.ExitCritical {
@@ -139,7 +139,7 @@ func TestK3C002RenewWindow(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/+%dd", tt.prof.Name, tt.after), func(t *testing.T) {
 			n := newNode(t, tt.prof, t0)
-			r := n.check(t0.Add(time.Duration(tt.after) * day))
+			r := n.Check(t0.Add(time.Duration(tt.after) * day))
 			if !tt.want {
 				noCode(t, r, "K3C002")
 				if r.Summary.ExitCode != report.ExitOK {
@@ -163,7 +163,7 @@ func TestK3C002RenewWindow(t *testing.T) {
 // TestK3C003NotYetValid: judged before the start (a clock set back).
 func TestK3C003NotYetValid(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
-	r := n.check(t0.Add(-2 * time.Hour))
+	r := n.Check(t0.Add(-2 * time.Hour))
 	wantCode(t, r, "K3C003", report.Critical, "server/tls/client-admin.crt", "server/tls/server-ca.crt")
 	if r.Summary.ExitCode != report.ExitCritical {
 		t.Errorf("exit %d", r.Summary.ExitCode)
@@ -174,11 +174,11 @@ func TestK3C003NotYetValid(t *testing.T) {
 func TestK3C004Missing(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
 	for _, f := range []string{"server/tls/client-admin.crt", "server/tls/client-scheduler.crt"} {
-		if err := os.Remove(n.path(f)); err != nil {
+		if err := os.Remove(n.Path(f)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r := n.check(t0)
+	r := n.Check(t0)
 	wantCode(t, r, "K3C004", report.Warning, "server/tls/client-admin.crt", "server/tls/client-scheduler.crt")
 	if got := len(findings(r, "K3C004")); got != 2 {
 		t.Errorf("%d K3C004, want 2", got)
@@ -189,12 +189,12 @@ func TestK3C004Missing(t *testing.T) {
 // the CAs (never renewed) have less than a year left.
 func TestK3C010CAExpiring(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
-	n.advance(3400)
-	if err := os.Remove(n.path("server/tls/dynamic-cert.json")); err != nil {
+	n.Advance(3400)
+	if err := os.Remove(n.Path("server/tls/dynamic-cert.json")); err != nil {
 		t.Fatal(err)
 	}
-	n.start(t0)
-	r := n.check(t0)
+	n.Start(t0)
+	r := n.Check(t0)
 	fs := wantCode(t, r, "K3C010", report.Warning, "server/tls/server-ca.crt", "server/tls/client-ca.crt",
 		"server/tls/request-header-ca.crt", "server/tls/etcd/server-ca.crt", "server/tls/etcd/peer-ca.crt")
 	if len(fs) != 5 {
@@ -235,12 +235,12 @@ func TestK3C101Listener(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newNode(t, tt.prof, t0)
 			if tt.advance > 0 {
-				n.advance(tt.advance)
+				n.Advance(tt.advance)
 			}
 			if tt.restart {
-				n.start(t0)
+				n.Start(t0)
 			}
-			r := n.check(t0)
+			r := n.Check(t0)
 			if tt.want == "" {
 				noCode(t, r, "K3C101")
 			} else {
@@ -279,12 +279,12 @@ func secretFrom(t *testing.T, b []byte) func(*check.Options) {
 // listener signed a new certificate while the secret kept the old one.
 func TestK3C102ListenerCopies(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
-	old, err := os.ReadFile(n.path("server/tls/dynamic-cert.json"))
+	old, err := os.ReadFile(n.Path("server/tls/dynamic-cert.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Run("same", func(t *testing.T) {
-		r := n.check(t0, secretFrom(t, old))
+		r := n.Check(t0, secretFrom(t, old))
 		noCode(t, r, "K3C102")
 		if len(findings(r, "K3C900")) > 0 || r.Summary.ExitCode != 0 {
 			dump(t, r)
@@ -299,11 +299,11 @@ func TestK3C102ListenerCopies(t *testing.T) {
 		}
 	})
 	t.Run("differ", func(t *testing.T) {
-		if err := os.Remove(n.path("server/tls/dynamic-cert.json")); err != nil {
+		if err := os.Remove(n.Path("server/tls/dynamic-cert.json")); err != nil {
 			t.Fatal(err)
 		}
-		n.start(t0.Add(day))
-		r := n.check(t0.Add(day), secretFrom(t, old))
+		n.Start(t0.Add(day))
+		r := n.Check(t0.Add(day), secretFrom(t, old))
 		wantCode(t, r, "K3C102", report.Warning, "server/tls/dynamic-cert.json")
 	})
 }
@@ -312,12 +312,12 @@ func TestK3C102ListenerCopies(t *testing.T) {
 func TestK3C201KubeconfigStale(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
 	cp := filepath.Join(t.TempDir(), "copy.yaml")
-	n.copyFile(n.kc, cp)
+	n.CopyFile(n.KC, cp)
 	withCopy := func(o *check.Options) { o.Kubeconfigs = []string{cp} }
-	noCode(t, n.check(t0, withCopy), "K3C201")
-	n.start(t0.Add(300 * day)) // inside the window: client-admin renewed, k3s.yaml rewritten
+	noCode(t, n.Check(t0, withCopy), "K3C201")
+	n.Start(t0.Add(300 * day)) // inside the window: client-admin renewed, k3s.yaml rewritten
 	t.Run("valid", func(t *testing.T) {
-		r := n.check(t0.Add(300*day), withCopy)
+		r := n.Check(t0.Add(300*day), withCopy)
 		wantCode(t, r, "K3C201", report.Warning, "copy.yaml (user default)")
 		if len(findings(r, "K3C201")) != 1 {
 			t.Error("k3s.yaml itself reported")
@@ -325,7 +325,7 @@ func TestK3C201KubeconfigStale(t *testing.T) {
 		noCode(t, r, "K3C202")
 	})
 	t.Run("expired", func(t *testing.T) {
-		r := n.check(t0.Add(400*day), withCopy)
+		r := n.Check(t0.Add(400*day), withCopy)
 		fs := wantCode(t, r, "K3C201", report.Critical, "copy.yaml (user default)")
 		if !strings.Contains(fs[0].Message, "x509: certificate has expired") {
 			t.Errorf("message %q", fs[0].Message)
@@ -345,12 +345,12 @@ func TestK3C202KubeconfigCA(t *testing.T) {
 		return b
 	}
 	cp := filepath.Join(t.TempDir(), "copy.yaml")
-	b := k3sgen.AdminKubeconfig("https://127.0.0.1:6443", read(other.path("server/tls/server-ca.crt")),
-		read(n.path("server/tls/client-admin.crt")), read(n.path("server/tls/client-admin.key")))
+	b := k3sgen.AdminKubeconfig("https://127.0.0.1:6443", read(other.Path("server/tls/server-ca.crt")),
+		read(n.Path("server/tls/client-admin.crt")), read(n.Path("server/tls/client-admin.key")))
 	if err := os.WriteFile(cp, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := n.check(t0, func(o *check.Options) { o.Kubeconfigs = []string{cp} })
+	r := n.Check(t0, func(o *check.Options) { o.Kubeconfigs = []string{cp} })
 	wantCode(t, r, "K3C202", report.Warning, "copy.yaml (user default)")
 	noCode(t, r, "K3C201")
 }
@@ -358,8 +358,8 @@ func TestK3C202KubeconfigCA(t *testing.T) {
 // TestK3C301KeyMismatch: the key of another certificate.
 func TestK3C301KeyMismatch(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
-	n.copyFile(n.path("server/tls/client-controller.key"), n.path("server/tls/client-admin.key"))
-	r := n.check(t0)
+	n.CopyFile(n.Path("server/tls/client-controller.key"), n.Path("server/tls/client-admin.key"))
+	r := n.Check(t0)
 	fs := wantCode(t, r, "K3C301", report.Critical, "server/tls/client-admin.key")
 	if len(fs) != 1 || !strings.Contains(fs[0].Message, "client-admin.crt") {
 		t.Errorf("%+v", fs)
@@ -381,9 +381,9 @@ func TestK3C302ChainBroken(t *testing.T) {
 		t.Run(filepath.Base(tt.files[0]), func(t *testing.T) {
 			n := newNode(t, k3s.ProfileCurrent, t0)
 			for _, f := range tt.files {
-				n.copyFile(other.path(f), n.path(f))
+				n.CopyFile(other.Path(f), n.Path(f))
 			}
-			r := n.check(t0)
+			r := n.Check(t0)
 			wantCode(t, r, "K3C302", report.Critical, tt.files[0])
 			noCode(t, r, "K3C301")
 		})
@@ -393,7 +393,7 @@ func TestK3C302ChainBroken(t *testing.T) {
 // TestK3C303SANMissing: a --tls-san or node IP the serving certificates lack.
 func TestK3C303SANMissing(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
-	r := n.check(t0, func(o *check.Options) {
+	r := n.Check(t0, func(o *check.Options) {
 		o.TLSSANs = []string{"k3s.example.com"}
 		o.NodeIPs = []string{"192.168.1.10"}
 	})
@@ -404,16 +404,16 @@ func TestK3C303SANMissing(t *testing.T) {
 		}
 	}
 	// tls-san read from config.yaml.
-	if err := os.WriteFile(n.cfg, []byte("tls-san:\n  - k3s.example.com\n"), 0o600); err != nil {
+	if err := os.WriteFile(n.Cfg, []byte("tls-san:\n  - k3s.example.com\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, n.check(t0), "K3C303", report.Warning, "server/tls/serving-kube-apiserver.crt")
+	wantCode(t, n.Check(t0), "K3C303", report.Warning, "server/tls/serving-kube-apiserver.crt")
 	// A node started with them has no finding.
 	m := newNode(t, k3s.ProfileCurrent, t0, func(o *k3sgen.Options) {
 		o.TLSSANs = []string{"k3s.example.com"}
 		o.NodeIPs = []net.IP{net.ParseIP("192.168.1.10")}
 	})
-	r = m.check(t0, func(o *check.Options) {
+	r = m.Check(t0, func(o *check.Options) {
 		o.TLSSANs = []string{"k3s.example.com"}
 		o.NodeIPs = []string{"192.168.1.10"}
 	})
@@ -426,10 +426,10 @@ func TestK3C303SANMissing(t *testing.T) {
 // TestK3C900Unreadable: a corrupt certificate; the scan goes on.
 func TestK3C900Unreadable(t *testing.T) {
 	n := newNode(t, k3s.ProfileCurrent, t0)
-	if err := os.WriteFile(n.path("server/tls/client-admin.crt"), []byte("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
+	if err := os.WriteFile(n.Path("server/tls/client-admin.crt"), []byte("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := n.check(t0)
+	r := n.Check(t0)
 	fs := wantCode(t, r, "K3C900", report.Warning, "server/tls/client-admin.crt")
 	if !strings.Contains(fs[0].Message, "bad_pem") {
 		t.Errorf("message %q", fs[0].Message)
@@ -478,14 +478,14 @@ func TestExitCodes(t *testing.T) {
 // TestPure: the same inventory and time always give the same report.
 func TestPure(t *testing.T) {
 	n := newNode(t, k3s.ProfileV118, t0)
-	n.advance(420)
-	n.start(t0)
-	_, inv, err := check.Run(context.Background(), n.options(t0))
+	n.Advance(420)
+	n.Start(t0)
+	_, inv, err := check.Run(context.Background(), n.Options(t0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	in := diagnose.Input{Inventory: inv, Program: k3s.K3s, Profile: k3s.ProfileV118, At: t0,
-		Node: report.Node{DataDir: n.o.DataDir, Program: "k3s", Role: "server"}}
+		Node: report.Node{DataDir: n.O.DataDir, Program: "k3s", Role: "server"}}
 	a, _ := json.Marshal(diagnose.Run(in))
 	b, _ := json.Marshal(diagnose.Run(in))
 	if string(a) != string(b) {
