@@ -505,3 +505,43 @@ func TestPlanWithoutOfflineSecret(t *testing.T) {
 		}
 	}
 }
+
+// --method regenerate removes the leaves and both listener copies; the K3s
+// start (k3sgen.Start in the fake service, Listener: true for the JSON)
+// creates fresh ones with new keys.
+func TestRegenerate(t *testing.T) {
+	dataDir, kc := genNodeWithDatastore(t)
+	clock := func() time.Time { return install.Add(time.Minute) }
+	o := check.Options{DataDir: dataDir, Profile: "v1.18", AdminKubeconfig: kc, At: clock(), NoEndpoint: true}
+	in, err := rotate.Gather(context.Background(), o, rotate.MethodRegenerate, "fake k3s", rotate.DescribeDatastore(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rotate.NewPlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyBefore, _ := os.ReadFile(filepath.Join(dataDir, "server/tls/client-admin.key"))
+	var calls []string
+	secrets := rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: dataDir, Program: k3s.K3s})
+	e := &rotate.Executor{Plan: p, Service: fakeService{calls: &calls, gen: genOpts(dataDir, kc), clock: clock}, Secrets: secrets, Now: clock}
+	if err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	keyAfter, _ := os.ReadFile(filepath.Join(dataDir, "server/tls/client-admin.key"))
+	if len(keyAfter) == 0 || string(keyAfter) == string(keyBefore) {
+		t.Errorf("client-admin.key not regenerated")
+	}
+	st, _ := secrets(context.Background())
+	s, err := st.Get(context.Background())
+	st.Close()
+	if err != nil || s != nil {
+		t.Errorf("secret after regenerate: %v %v, want deleted (the listener recreates it on start)", s, err)
+	}
+	r := checkAt(t, dataDir, kc, clock())
+	for _, f := range r.Findings {
+		if f.Severity == report.Critical {
+			t.Errorf("critical after regenerate: %s %s", f.Code, f.Message)
+		}
+	}
+}
