@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/check"
@@ -72,8 +73,8 @@ func newCheckCmd() *cobra.Command {
 		Short: "Inventory and judge every certificate of the node (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !validOutput(output, "table", "wide", "json", "yaml", "html") {
-				return fmt.Errorf("unknown output format %q (want table, wide, json, yaml or html)", output)
+			if !validOutput(output, render.Formats...) {
+				return fmt.Errorf("unknown output format %q (want one of %s)", output, strings.Join(render.Formats, ", "))
 			}
 			o, err := nf.options(time.Now())
 			if err != nil {
