@@ -13,52 +13,38 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/k3scert/k3scert/internal/datastore"
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/k3s/k3sgen"
 	"github.com/k3scert/k3scert/internal/pki"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 )
 
-// The lab talks to its kine directly over kine's etcd API: that works
+// The lab talks to its kine directly over kine's etcd API, through
+// internal/datastore (the same code k3scert uses on real nodes): that works
 // whether the apiserver is up or not, and whatever state the certificates
 // are in (kine in the lab listens on plain loopback HTTP, like a kine on a
 // unix socket inside K3s).
 
-var secretCodec = func() runtime.Codec {
-	scheme := runtime.NewScheme()
-	_ = corev1.AddToScheme(scheme)
-	codecs := serializer.NewCodecFactory(scheme)
-	info, _ := runtime.SerializerInfoForMediaType(codecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf)
-	return codecs.CodecForVersions(info.Serializer, info.Serializer, corev1.SchemeGroupVersion, corev1.SchemeGroupVersion)
-}()
-
-func (n *Node) etcd() (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{
-		Endpoints:   []string{"http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.KinePort))},
-		DialTimeout: 3 * time.Second,
-		Logger:      zap.NewNop(),
+func (n *Node) store() (*datastore.Etcd, error) {
+	return datastore.OpenEtcd(datastore.EtcdOptions{
+		Endpoints: []string{"http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.KinePort))},
+		Timeout:   5 * time.Second,
 	})
 }
 
 func (n *Node) waitKey(ctx context.Context, key string, timeout time.Duration) error {
-	c, err := n.etcd()
+	st, err := n.store()
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer st.Close()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if ok, _ := n.apiserver.exited(); ok {
 			return errors.New("kube-apiserver exited")
 		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		r, err := c.Get(cctx, key, clientv3.WithCountOnly())
-		cancel()
-		if err == nil && r.Count > 0 {
+		if _, err := st.Get(ctx, key); err == nil {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -69,104 +55,79 @@ func (n *Node) waitKey(ctx context.Context, key string, timeout time.Duration) e
 // SecretKey is the datastore key of the serving secret.
 func (n *Node) SecretKey() string { return k3s.ListenerSpec(n.o.Program).SecretKey() }
 
+// rawSecret returns the stored value and revision of the serving secret,
+// or nil when it does not exist.
+func (n *Node) rawSecret(ctx context.Context) (*datastore.KV, error) {
+	st, err := n.store()
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	kv, err := st.Get(ctx, n.SecretKey())
+	if errors.Is(err, datastore.ErrNotFound) {
+		return nil, nil
+	}
+	return kv, err
+}
+
 // ReadSecret reads the serving secret from the datastore (kine must run).
 // It returns nil, 0, nil when the secret does not exist.
 func (n *Node) ReadSecret(ctx context.Context) (*corev1.Secret, int64, error) {
-	c, err := n.etcd()
-	if err != nil {
+	kv, err := n.rawSecret(ctx)
+	if err != nil || kv == nil {
 		return nil, 0, err
 	}
-	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	r, err := c.Get(cctx, n.SecretKey())
-	if err != nil {
-		return nil, 0, err
-	}
-	if len(r.Kvs) == 0 {
-		return nil, 0, nil
-	}
-	kv := r.Kvs[0]
 	if bytes.HasPrefix(kv.Value, []byte("k8s:enc:")) {
-		return nil, kv.ModRevision, fmt.Errorf("secret %s is encrypted at rest", n.SecretKey())
+		return nil, kv.Revision, fmt.Errorf("secret %s is encrypted at rest", n.SecretKey())
 	}
-	obj, _, err := secretCodec.Decode(kv.Value, nil, nil)
+	s, err := datastore.DecodeSecret(kv.Value)
 	if err != nil {
 		return nil, 0, fmt.Errorf("decode %s: %w", n.SecretKey(), err)
 	}
-	s, ok := obj.(*corev1.Secret)
-	if !ok {
-		return nil, 0, fmt.Errorf("%s holds %T, not a Secret", n.SecretKey(), obj)
-	}
-	return s, kv.ModRevision, nil
+	return s, kv.Revision, nil
 }
 
 // RawSecret returns the stored bytes of the serving secret.
 func (n *Node) RawSecret(ctx context.Context) ([]byte, error) {
-	c, err := n.etcd()
-	if err != nil {
+	kv, err := n.rawSecret(ctx)
+	if err != nil || kv == nil {
 		return nil, err
 	}
-	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	r, err := c.Get(cctx, n.SecretKey())
-	if err != nil || len(r.Kvs) == 0 {
-		return nil, err
-	}
-	return r.Kvs[0].Value, nil
+	return kv.Value, nil
 }
 
-func (n *Node) writeSecret(ctx context.Context, s *corev1.Secret, modRev int64) error {
-	var buf bytes.Buffer
-	if err := secretCodec.Encode(s, &buf); err != nil {
-		return err
-	}
-	c, err := n.etcd()
+func (n *Node) writeSecret(ctx context.Context, s *corev1.Secret, rev int64) error {
+	b, err := datastore.EncodeSecret(s)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	key := n.SecretKey()
-	r, err := c.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).Then(clientv3.OpPut(key, buf.String())).Else(clientv3.OpGet(key)).Commit()
+	st, err := n.store()
 	if err != nil {
 		return err
 	}
-	if !r.Succeeded {
-		return fmt.Errorf("secret %s changed while it was being rewritten", key)
-	}
-	return nil
+	defer st.Close()
+	_, err = st.Put(ctx, n.SecretKey(), b, rev)
+	return err
 }
 
 // DeleteSecret deletes the serving secret in the datastore, as
-// `kubectl delete secret k3s-serving -n kube-system` would (kine must run;
-// call it with the node stopped or between Stop and Start via WithKine).
+// `kubectl delete secret k3s-serving -n kube-system` would (kine must run:
+// call it on a running node, or inside WithKine).
 func (n *Node) DeleteSecret(ctx context.Context) error {
-	c, err := n.etcd()
+	st, err := n.store()
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	// kine implements delete only in the form kube-apiserver sends it: a
-	// transaction guarded by the key's current revision.
-	key := n.SecretKey()
-	g, err := c.Get(cctx, key)
-	if err != nil || len(g.Kvs) == 0 {
-		return err
+	defer st.Close()
+	kv, err := st.Get(ctx, n.SecretKey())
+	if errors.Is(err, datastore.ErrNotFound) {
+		return nil
 	}
-	r, err := c.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", g.Kvs[0].ModRevision)).
-		Then(clientv3.OpDelete(key)).Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
 		return err
 	}
-	if !r.Succeeded {
-		return fmt.Errorf("secret %s changed while it was being deleted", key)
-	}
-	return nil
+	_, err = st.Delete(ctx, n.SecretKey(), kv.Revision)
+	return err
 }
 
 // shiftSecret re-signs the secret's chain with the node's shifter.
