@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -61,6 +62,9 @@ func (f *nodeFlags) options(now time.Time) (check.Options, error) {
 		return o, errors.New("--program must be k3s or rke2")
 	}
 	o.Ports = f.ports()
+	if o.Profile == "" && o.Version == "" {
+		o.Version = installedVersion(f.program)
+	}
 	o.Secret = secretGetter(f)
 	return o, nil
 }
@@ -127,4 +131,30 @@ func validOutput(o string, allowed ...string) bool {
 		}
 	}
 	return false
+}
+
+// installedVersion asks the node's own binary for its version (`k3s
+// --version`, or rke2's), so the profile follows the installed K3s. It
+// returns "" when there is none; check then detects or assumes a profile
+// and says which.
+func installedVersion(program string) string {
+	progs := []string{"k3s", "rke2"}
+	if program != "" {
+		progs = []string{program}
+	}
+	for _, p := range progs {
+		path, err := exec.LookPath(p)
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		out, err := exec.CommandContext(ctx, path, "--version").Output()
+		cancel()
+		if err == nil {
+			if line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n"); line != "" {
+				return line
+			}
+		}
+	}
+	return ""
 }

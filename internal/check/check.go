@@ -251,21 +251,35 @@ func configSANs(path string, p k3s.Program) ([]string, *cfgErr) {
 	if !explicit {
 		path = k3s.DefaultConfigFile(p)
 	}
-	b, err := os.ReadFile(path)
+	b, err := source.ReadFile(path)
 	if err != nil {
 		if !explicit && os.IsNotExist(err) {
 			return nil, nil
 		}
 		return nil, &cfgErr{path, err}
 	}
+	sans, err := ParseConfigSANs(b)
+	if err != nil {
+		return nil, &cfgErr{path, err}
+	}
+	return sans, nil
+}
+
+// ParseConfigSANs returns the tls-san entries of a K3s config.yaml: a
+// comma-separated string or a list of strings.
+func ParseConfigSANs(b []byte) ([]string, error) {
 	var cfg map[string]any
 	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		return nil, &cfgErr{path, err}
+		return nil, err
 	}
 	var out []string
 	switch v := cfg["tls-san"].(type) {
 	case string:
-		out = append(out, strings.Split(v, ",")...)
+		for _, x := range strings.Split(v, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				out = append(out, x)
+			}
+		}
 	case []any:
 		for _, x := range v {
 			if s, ok := x.(string); ok {

@@ -190,6 +190,11 @@ const MaxFileSize = 1 << 20
 // errTooLarge is returned by readLimited for oversized files.
 var errTooLarge = errors.New("file too large")
 
+// ReadFile reads a small regular file the way every reader here does:
+// non-blocking open (a FIFO never hangs the scan), regular files only, at
+// most MaxFileSize bytes. For other packages reading outside input.
+func ReadFile(path string) ([]byte, error) { return readLimited(path) }
+
 // readLimited reads a regular file of at most MaxFileSize bytes. The file
 // is opened non-blocking: opening a FIFO for reading would otherwise wait
 // for a writer forever; non-regular files are refused after the open.
