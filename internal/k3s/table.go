@@ -4,8 +4,7 @@
 // knows K3s; readers, diagnosis, rotation and the lab consult it.
 //
 // It must not import os or net: it is data plus pure functions. The node
-// generator used by tests lives in gen.go and writes through an injected
-// directory.
+// generator that writes these files (tests, the lab) is internal/k3s/k3sgen.
 package k3s
 
 import (

@@ -39,7 +39,8 @@ type Step struct {
 	DynamicCertSHA256   string               `json:"dynamicCertSHA256,omitempty"`
 	SecretSHA256        string               `json:"secretSHA256,omitempty"`
 	ServedSHA256        string               `json:"servedSHA256,omitempty"`
-	Renewed             []string             `json:"renewed,omitempty"`
+	Created             []string             `json:"created,omitempty"` // files K3s created at this start (first start)
+	Renewed             []string             `json:"renewed,omitempty"` // files K3s reissued at this start
 	Note                string               `json:"note,omitempty"`
 }
 

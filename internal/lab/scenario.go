@@ -153,7 +153,8 @@ func Run(ctx context.Context, o RunOptions) (Result, *Node, error) {
 	if err != nil {
 		return r, nil, err
 	}
-	step("install", "start k3s on a fresh node", res.Created)
+	step("install", "start k3s on a fresh node", nil)
+	r.Steps[0].Created = res.Created
 
 	var failed Step
 	switch o.Scenario {
