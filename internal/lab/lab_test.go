@@ -246,9 +246,12 @@ func TestSingleDeletions(t *testing.T) {
 	if last.Note == "" || r.Remedied == nil {
 		t.Errorf("json-only: no report of which certificate won: %+v", last)
 	}
-	if *r.Remedied != (last.ServedSHA256 != stepByName(t, r, "restart").ServedSHA256) {
-		t.Errorf("json-only: remedied=%v inconsistent with the served certificate changing", *r.Remedied)
+	// Either side may win, and the listener may still flip between them
+	// while we look: the replay must report what it saw, consistently.
+	if *r.Remedied != last.KubectlOK {
+		t.Errorf("json-only: remedied=%v but kubectl ok=%v", *r.Remedied, last.KubectlOK)
 	}
+	t.Logf("json-only this run: %s", last.Note)
 }
 
 // FindBins says how to build what is missing.

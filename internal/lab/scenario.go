@@ -224,12 +224,14 @@ func reproduced(s Step) bool {
 // signed one and the secret watch (DESIGN.md: either may win).
 func jsonOnlyNote(before, after Step) string {
 	switch {
-	case after.ServedSHA256 != "" && after.ServedSHA256 == before.ServedSHA256:
+	case after.ServedSHA256 == "":
+		return "nothing served"
+	case after.ServedSHA256 == before.ServedSHA256:
 		return "the old certificate won: the secret watch re-seeded it over the freshly signed one"
-	case after.ServedSHA256 != "" && after.ServedSHA256 != before.ServedSHA256:
+	case after.KubectlOK:
 		return "a new certificate won: dynamiclistener signed one at start and it was written to the secret"
 	}
-	return "nothing served"
+	return "the race was still running: the listener served the new certificate to one connection and the expired one to kubectl moments later"
 }
 
 func summarize(r Result) string {
