@@ -105,9 +105,27 @@ func waitKineGoroutines() {
 	buf := make([]byte, 1<<20)
 	for range 2000 {
 		n := runtime.Stack(buf, true)
-		if !bytes.Contains(buf[:n], []byte("github.com/k3s-io/kine/")) {
+		if !kineRunning(buf[:n]) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// kineRunning reports whether a goroutine dump still has kine goroutines
+// other than one known upstream leak: when kine's TTL watch subscribes
+// after its database closed, logstructured.Watch ranges over a nil
+// channel forever (kine v0.17.5 logstructured.go:245-249). That goroutine
+// holds nothing and never ends, so waiting for it would only cost time.
+func kineRunning(dump []byte) bool {
+	for _, g := range bytes.Split(dump, []byte("\n\n")) {
+		if !bytes.Contains(g, []byte("github.com/k3s-io/kine/")) {
+			continue
+		}
+		if bytes.Contains(g, []byte("chan receive (nil chan)")) && bytes.Contains(g, []byte("logstructured.(*LogStructured).Watch.func1")) {
+			continue
+		}
+		return true
+	}
+	return false
 }

@@ -1,7 +1,6 @@
 package datastore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -83,13 +82,12 @@ func TestSQLiteGetDeletePut(t *testing.T) {
 	if n := len(final); n != 5 || final[3].created != 1 || final[4].prev != final[3].id {
 		t.Fatalf("rows after put: %+v", final)
 	}
-	// Close stopped kine: none of its goroutines is left.
+	// Close stopped kine: none of its goroutines is left (but the known
+	// upstream leak, see kineRunning).
 	buf := make([]byte, 1<<20)
 	n := runtime.Stack(buf, true)
-	for _, g := range bytes.Split(buf[:n], []byte("\n\n")) {
-		if bytes.Contains(g, []byte("github.com/k3s-io/kine/")) {
-			t.Errorf("kine goroutine left after Close:\n%s", g)
-		}
+	if kineRunning(buf[:n]) {
+		t.Errorf("kine goroutine left after Close:\n%s", buf[:n])
 	}
 }
 
