@@ -64,16 +64,6 @@ func checkNode(t *testing.T, n *lab.Node) report.Report {
 
 func addr(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 
-func findings(r report.Report, code string) []report.Finding {
-	var out []report.Finding
-	for _, f := range r.Findings {
-		if f.Code == code {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func stepByName(t *testing.T, r lab.Result, name string) lab.Step {
 	t.Helper()
 	for _, s := range r.Steps {
@@ -169,7 +159,7 @@ func TestScenario1V118Seed(t *testing.T) {
 		t.Errorf("seed remedy did not restore kubectl: %s", r.Summary)
 	}
 
-	f := findings(atRestart, "K3C101")
+	f := atRestart.FindingsWith("K3C101")
 	crit := 0
 	for _, x := range f {
 		if x.Severity == report.Critical {
@@ -182,11 +172,11 @@ func TestScenario1V118Seed(t *testing.T) {
 	if atRestart.Summary.ExitCode != report.ExitCritical {
 		t.Errorf("after restart: exit %d, want 2", atRestart.Summary.ExitCode)
 	}
-	if n := len(findings(afterRemedy, "K3C101")); n != 0 {
-		t.Errorf("after seed remedy: %d K3C101 findings, want none: %+v", n, findings(afterRemedy, "K3C101"))
+	if n := len(afterRemedy.FindingsWith("K3C101")); n != 0 {
+		t.Errorf("after seed remedy: %d K3C101 findings, want none: %+v", n, afterRemedy.FindingsWith("K3C101"))
 	}
-	if n := len(findings(afterRemedy, "K3C102")); n != 0 {
-		t.Errorf("after seed remedy: json and secret differ: %+v", findings(afterRemedy, "K3C102"))
+	if n := len(afterRemedy.FindingsWith("K3C102")); n != 0 {
+		t.Errorf("after seed remedy: json and secret differ: %+v", afterRemedy.FindingsWith("K3C102"))
 	}
 }
 

@@ -112,6 +112,17 @@ const (
 	ExitUnknown  = 3
 )
 
+// FindingsWith returns the findings with the given code.
+func (r Report) FindingsWith(code string) []Finding {
+	var out []Finding
+	for _, f := range r.Findings {
+		if f.Code == code {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // Summarize fills r.Summary from its findings.
 func (r *Report) Summarize() {
 	s := Summary{Certificates: len(r.Certificates), Status: "OK"}

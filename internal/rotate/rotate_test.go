@@ -371,7 +371,7 @@ func TestRefreshKubeconfig(t *testing.T) {
 	}
 	at := install.Add(time.Minute)
 	r := checkWith(t, dataDir, kubeconfig, at, copyPath)
-	if len(findingsOf(r, "K3C201")) == 0 {
+	if len(r.FindingsWith("K3C201")) == 0 {
 		t.Fatalf("no K3C201 before refresh")
 	}
 	res, err := rotate.RefreshKubeconfig(copyPath, dataDir, at)
@@ -389,7 +389,7 @@ func TestRefreshKubeconfig(t *testing.T) {
 		t.Errorf("server URL not preserved:\n%s", nb)
 	}
 	r = checkWith(t, dataDir, kubeconfig, at, copyPath)
-	for _, f := range findingsOf(r, "K3C201") {
+	for _, f := range r.FindingsWith("K3C201") {
 		if strings.Contains(f.Location, copyPath) {
 			t.Errorf("still stale after refresh: %s", f.Message)
 		}
@@ -403,16 +403,6 @@ func checkWith(t *testing.T, dataDir, kubeconfig string, at time.Time, copies ..
 		t.Fatal(err)
 	}
 	return r
-}
-
-func findingsOf(r report.Report, code string) []report.Finding {
-	var out []report.Finding
-	for _, f := range r.Findings {
-		if f.Code == code {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // An agent node: the plan restarts the agent (after the servers) and
@@ -433,8 +423,8 @@ func TestAgentRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Node.Role != "agent" || len(findingsOf(r, "K3C001")) == 0 {
-		t.Fatalf("agent node: role %s, %d expired findings; want agent with expired certificates", r.Node.Role, len(findingsOf(r, "K3C001")))
+	if r.Node.Role != "agent" || len(r.FindingsWith("K3C001")) == 0 {
+		t.Fatalf("agent node: role %s, %d expired findings; want agent with expired certificates", r.Node.Role, len(r.FindingsWith("K3C001")))
 	}
 	in, err := rotate.Gather(context.Background(), o, "", "fake k3s-agent", "none")
 	if err != nil {
@@ -458,7 +448,7 @@ func TestAgentRotation(t *testing.T) {
 		t.Fatalf("agent rotation: %v", err)
 	}
 	r, _, _ = check.Run(context.Background(), o)
-	if n := len(findingsOf(r, "K3C001")); n != 0 {
+	if n := len(r.FindingsWith("K3C001")); n != 0 {
 		t.Errorf("after the agent rotation %d certificates are still expired", n)
 	}
 }

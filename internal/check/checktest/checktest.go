@@ -97,17 +97,8 @@ func (n *Node) CopyFile(from, to string) {
 	}
 }
 
-// findings returns the findings with the given code.
 // Findings filters by code.
-func Findings(r report.Report, code string) []report.Finding {
-	var out []report.Finding
-	for _, f := range r.Findings {
-		if f.Code == code {
-			out = append(out, f)
-		}
-	}
-	return out
-}
+func Findings(r report.Report, code string) []report.Finding { return r.FindingsWith(code) }
 
 // codes lists the distinct codes of a report.
 // Codes lists finding codes.
