@@ -82,9 +82,9 @@ type Exporter struct {
 type state struct {
 	rendered *rendered      // the large families of report
 	report   *report.Report // the last successful report
-	lastOK   bool                // whether the last scan succeeded
-	lastAt   time.Time           // time of the last successful scan
-	duration time.Duration       // duration of the last scan
+	lastOK   bool           // whether the last scan succeeded
+	lastAt   time.Time      // time of the last successful scan
+	duration time.Duration  // duration of the last scan
 	errs     map[source.Reason]float64
 	scanOK   float64
 	scanFail float64

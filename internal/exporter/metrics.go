@@ -144,7 +144,7 @@ func (e *Exporter) collectSmall(ch chan<- prometheus.Metric) {
 type smallCollector struct{ e *Exporter }
 
 func (c smallCollector) Describe(ch chan<- *prometheus.Desc) { c.e.describeSmall(ch) }
-func (c smallCollector) Collect(ch chan<- prometheus.Metric)  { c.e.collectSmall(ch) }
+func (c smallCollector) Collect(ch chan<- prometheus.Metric) { c.e.collectSmall(ch) }
 
 func sortedReasons(m map[source.Reason]float64) []source.Reason {
 	out := make([]source.Reason, 0, len(m))
