@@ -122,9 +122,9 @@ func AlertGroups(o RulesOptions) []RuleGroup {
 
 	expiry := RuleGroup{Name: "k3scert.expiry", Rules: []Rule{
 		{
-			Alert: "K3sCertificateExpired",
-			Expr:  `count by (node) (k3scert_certificate_not_after_seconds <= time()) > 0`,
-			For:   "5m",
+			Alert:  "K3sCertificateExpired",
+			Expr:   `count by (node) (k3scert_certificate_not_after_seconds <= time()) > 0`,
+			For:    "5m",
 			Labels: map[string]string{"severity": "critical", "code": diagnose.Expired.ID},
 			Annotations: map[string]string{
 				"summary": "{{ $value }} certificate(s) on {{ $labels.node }} have expired",
@@ -134,9 +134,9 @@ func AlertGroups(o RulesOptions) []RuleGroup {
 			},
 		},
 		{
-			Alert: "K3sCertificateExpiresSoon",
-			Expr: `min by (node) ((k3scert_certificate_not_after_seconds - time()) > 0) < ` + CriticalDaysExpr(o.CriticalDays),
-			For:  "15m",
+			Alert:  "K3sCertificateExpiresSoon",
+			Expr:   `min by (node) ((k3scert_certificate_not_after_seconds - time()) > 0) < ` + CriticalDaysExpr(o.CriticalDays),
+			For:    "15m",
 			Labels: map[string]string{"severity": "critical"},
 			Annotations: map[string]string{
 				"summary": "A certificate on {{ $labels.node }} expires in {{ $value | humanizeDuration }}",
