@@ -13,6 +13,7 @@ import (
 
 	"github.com/k3scert/k3scert/internal/render"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
@@ -35,7 +36,7 @@ func (e *Exporter) Handler(g prometheus.Gatherer) http.Handler {
 	small.MustRegister(smallCollector{e})
 	gs := prometheus.Gatherers{small}
 	if g != nil {
-		gs = append(gs, g)
+		gs = append(gs, withoutOwn{g}) // a registry that also holds e: its families are served once
 	}
 	mux := http.NewServeMux()
 	sem := make(chan struct{}, 4)
@@ -56,6 +57,21 @@ func (e *Exporter) Handler(g prometheus.Gatherer) http.Handler {
 		fmt.Fprint(w, `<!doctype html><html><head><meta charset="utf-8"><title>k3scert</title></head><body><h1>k3scert</h1><ul><li><a href="metrics">/metrics</a></li><li><a href="report">/report</a></li><li><a href="healthz">/healthz</a></li></ul></body></html>`+"\n")
 	})
 	return mux
+}
+
+// withoutOwn drops the exporter's own families from a gatherer, so that a
+// registry holding the exporter (as before pre-rendering) still works.
+type withoutOwn struct{ g prometheus.Gatherer }
+
+func (w withoutOwn) Gather() ([]*dto.MetricFamily, error) {
+	mfs, err := w.g.Gather()
+	out := mfs[:0]
+	for _, mf := range mfs {
+		if !ownFamily(mf.GetName()) {
+			out = append(out, mf)
+		}
+	}
+	return out, err
 }
 
 // textFormat is the Prometheus text format 0.0.4, rendered at every scan.

@@ -72,7 +72,9 @@ func TestMetricsNegotiation(t *testing.T) {
 		t.Fatal(err)
 	}
 	others := prometheus.NewRegistry()
-	others.MustRegister(collectors.NewGoCollector())
+	// Holding the exporter too (as callers did before pre-rendering) must
+	// not serve its families twice.
+	others.MustRegister(collectors.NewGoCollector(), e)
 	srv := httptest.NewServer(e.Handler(others))
 	defer srv.Close()
 	want := gather(t, e)

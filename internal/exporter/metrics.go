@@ -79,6 +79,17 @@ func StatusLabel(s pki.Status) string {
 // pre-rendered by the HTTP handler, and by Collect for other registries.
 var bigDescs = []*prometheus.Desc{descNotAfter, descNotBefore, descStatus, descFinding, descFindings}
 
+// ownFamily reports whether name is a family the exporter itself serves.
+func ownFamily(name string) bool {
+	switch name {
+	case NameNotAfter, NameNotBefore, NameStatus, NameFindingActive, NameFindingsByCode,
+		"k3scert_scan_duration_seconds", "k3scert_scan_errors_total", "k3scert_scans_total",
+		"k3scert_last_scan_success", "k3scert_last_scan_timestamp_seconds", "k3scert_scan_stuck", "k3scert_scan_running_seconds":
+		return true
+	}
+	return false
+}
+
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range bigDescs {
