@@ -78,6 +78,26 @@ func TestServiceAccountIdentityInLab(t *testing.T) {
 	defer n.Stop()
 	admin := n.Kubeconfig()
 
+	// The Helm chart (rendered by deploy/helmtest with every toggle on)
+	// passes a server-side dry run: every built-in object is accepted.
+	rendered, err := os.ReadFile(filepath.Join(root, HelmRendered))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, sent, err := DryRunManifest(ctx, admin, rendered)
+	if err != nil {
+		t.Fatalf("server dry run of %s: %v\n%s", HelmRendered, err, out)
+	}
+	for _, name := range sent {
+		if !strings.Contains(strings.ToLower(out), strings.ToLower(name)) {
+			t.Errorf("server dry run of the Helm chart did not accept %s:\n%s", name, out)
+		}
+	}
+	if len(sent) != 6 { // ServiceAccount, Role, RoleBinding, Service, two DaemonSets
+		t.Errorf("only %d objects of the Helm chart were dry-run: %v", len(sent), sent)
+	}
+	t.Logf("server dry run of the Helm chart: %d objects accepted", len(sent))
+
 	// The shipped identity, applied as shipped.
 	if _, err := kubectl(ctx, "--kubeconfig", admin, "apply",
 		"-f", filepath.Join(root, Base, "serviceaccount.yaml"), "-f", filepath.Join(root, Base, "rbac.yaml")); err != nil {
@@ -218,11 +238,11 @@ current-context: k3scert
 	resp.Body.Close()
 
 	// The secret's certificate, as the admin reads it.
-	out, err := kubectl(ctx, "--kubeconfig", admin, "-n", "kube-system", "get", "secret", l.SecretName, "-o", "jsonpath={.data.tls\\.crt}")
+	out2, err := kubectl(ctx, "--kubeconfig", admin, "-n", "kube-system", "get", "secret", l.SecretName, "-o", "jsonpath={.data.tls\\.crt}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := base64.StdEncoding.DecodeString(string(out))
+	der, err := base64.StdEncoding.DecodeString(string(out2))
 	if err != nil {
 		t.Fatal(err)
 	}
