@@ -189,7 +189,15 @@ func TestImageRuns(t *testing.T) {
 		t.Fatalf("podman load: %v\n%s", err, out)
 	}
 	defer pm("rmi", "-f", tag)
-	out, err := pm("run", "--rm", "--network", "none", tag, "version")
+	// Limits within the caller's hard limits (podman 4.3's rootful
+	// defaults, nofile 1048576, are refused in sandboxes), and runc when
+	// present: crun 1.8 refuses hybrid cgroup v1/v2 hosts such as this
+	// machine ("cgroups in hybrid mode not supported").
+	runArgs := []string{"run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
+	if _, err := exec.LookPath("runc"); err == nil {
+		runArgs = append([]string{"--runtime", "runc"}, runArgs...)
+	}
+	out, err := pm(append(runArgs, tag, "version")...)
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -201,7 +209,7 @@ func TestImageRuns(t *testing.T) {
 		t.Errorf("podman run version: %q", out)
 	}
 	// The default command is serve; --help proves the entrypoint without a node.
-	if out, err := pm("run", "--rm", "--network", "none", "--read-only", tag, "serve", "--help"); err != nil || !strings.Contains(out, "--api-kubeconfig") {
+	if out, err := pm(append(runArgs, "--read-only", tag, "serve", "--help")...); err != nil || !strings.Contains(out, "--api-kubeconfig") {
 		t.Errorf("podman run serve --help: %v\n%s", err, out)
 	}
 	// The OCI archive loads too.
