@@ -2,6 +2,7 @@ package exporter_test
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -68,7 +69,15 @@ func BenchmarkServeProcess(b *testing.B) {
 					return ""
 				}
 				defer resp.Body.Close()
-				body, _ := io.ReadAll(resp.Body) // the transport decompresses
+				var r io.Reader = resp.Body
+				if resp.Header.Get("Content-Encoding") == "gzip" { // asked for it: not decompressed by the transport
+					zr, err := gzip.NewReader(resp.Body)
+					if err != nil {
+						return ""
+					}
+					r = zr
+				}
+				body, _ := io.ReadAll(r)
 				return string(body)
 			}
 			var first time.Duration
