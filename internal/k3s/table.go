@@ -82,10 +82,10 @@ type Gate int
 
 // Gates.
 const (
-	AllRows           Gate = iota
-	KeepsProxyCerts        // rows that still sign server/tls/client-kube-proxy.crt and client-<p>-controller.crt
-	CASignedKCM            // rows with CA-signed kube-scheduler/kube-controller-manager serving certs
-	SelfSignedKCM          // rows before them (the certs exist only with Rancher's --cert-dir)
+	AllRows         Gate = iota
+	KeepsProxyCerts      // rows that still sign server/tls/client-kube-proxy.crt and client-<p>-controller.crt
+	CASignedKCM          // rows with CA-signed kube-scheduler/kube-controller-manager serving certs
+	SelfSignedKCM        // rows before them (the certs exist only with Rancher's --cert-dir)
 )
 
 func (g Gate) in(p Profile) bool {
