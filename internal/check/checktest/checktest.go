@@ -69,7 +69,7 @@ func (n *Node) Path(rel string) string { return filepath.Join(n.O.DataDir, filep
 
 func (n *Node) Options(at time.Time) check.Options {
 	return check.Options{DataDir: n.O.DataDir, Profile: n.O.Profile.Name, At: at, AdminKubeconfig: n.KC,
-		ConfigFile: n.Cfg, NoEndpoint: true}
+		ConfigFile: n.Cfg, NoEndpoint: true, ConfigRoot: filepath.Dir(n.Cfg)}
 }
 
 // check runs k3scert check on the node at time at.
