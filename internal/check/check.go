@@ -73,35 +73,45 @@ type Node struct {
 	// drop-ins, the unit's flags); ConfigErrors the files that failed.
 	Config       nodeconfig.Config
 	ConfigErrors []*nodeconfig.FileError
+	// ConfigRoot is Options.ConfigRoot: absolute paths from the
+	// configuration live under it.
+	ConfigRoot string
+}
+
+func rooted(root, p string) string {
+	if root == "" || p == "" || !filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(root, p)
 }
 
 // AdminKubeconfig is the kubeconfig K3s writes on this node's server
 // starts: --write-kubeconfig (config or unit) or the default.
 func (n Node) AdminKubeconfig() string {
 	if n.Config.WriteKubeconfig != "" {
-		return n.Config.WriteKubeconfig
+		return rooted(n.ConfigRoot, n.Config.WriteKubeconfig)
 	}
-	return k3s.DefaultKubeconfig(n.Program)
+	return rooted(n.ConfigRoot, k3s.DefaultKubeconfig(n.Program))
 }
 
 // Resolve finds the data dir, program, role and profile.
 func Resolve(o Options) (Node, error) {
-	n := Node{Program: o.Program, DataDir: o.DataDir}
+	n := Node{Program: o.Program, DataDir: o.DataDir, ConfigRoot: o.ConfigRoot}
 	if n.DataDir == "" {
 		if n.Program == "" {
 			n.Program = k3s.K3s
-			if _, err := os.Stat(k3s.DefaultDataDir(k3s.K3s)); err != nil {
-				if _, err := os.Stat(k3s.DefaultDataDir(k3s.RKE2)); err == nil {
+			if _, err := os.Stat(rooted(o.ConfigRoot, k3s.DefaultDataDir(k3s.K3s))); err != nil {
+				if _, err := os.Stat(rooted(o.ConfigRoot, k3s.DefaultDataDir(k3s.RKE2))); err == nil {
 					n.Program = k3s.RKE2
 				}
 			}
 		}
-		n.DataDir = k3s.DefaultDataDir(n.Program)
+		n.DataDir = rooted(o.ConfigRoot, k3s.DefaultDataDir(n.Program))
 		// --data-dir in config.yaml, a drop-in or the unit.
 		for _, role := range []k3s.Role{k3s.RoleServer, k3s.RoleAgent} {
 			c, _ := nodeconfig.Load(nodeconfig.Options{Program: n.Program, Role: role, Root: o.ConfigRoot, ConfigFile: o.ConfigFile, Unit: o.UnitFile})
 			if c.DataDir != "" {
-				n.DataDir = c.DataDir
+				n.DataDir = rooted(o.ConfigRoot, c.DataDir)
 				break
 			}
 		}
@@ -264,6 +274,7 @@ func RunNode(ctx context.Context, n Node, o Options) (report.Report, *source.Inv
 		Inventory: inv, Program: n.Program, Profile: n.Profile, At: o.At,
 		Node:    report.Node{DataDir: n.DataDir, Program: string(n.Program), Role: string(n.Role), Profile: n.Profile.Name, ProfileSource: n.ProfileSource},
 		TLSSANs: tlsSANs, NodeIPs: nodeIPs, DisableETCD: n.Config.DisableETCD,
+		StaticListener: source.ListenerIsStatic(filepath.Join(n.DataDir, filepath.FromSlash(k3s.ListenerSpec(n.Program).JSONPath))),
 	})
 	return r, inv, nil
 }

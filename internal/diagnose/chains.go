@@ -45,7 +45,7 @@ func (d *diag) chains() {
 			} else if s, ok := k3s.ByPath(d.Program, strings.TrimPrefix(c.Location, strings.TrimSuffix(d.Node.DataDir, "/")+"/")); ok {
 				signer = s.Signer
 			}
-		case c.SpecID == "listener":
+		case c.SpecID == "listener" && !d.StaticListener:
 			signer = k3s.ListenerSpec(d.Program).Signer
 		}
 		ca := caByID[signer]
@@ -65,7 +65,7 @@ func (d *diag) sans() {
 	want := append([]string{"127.0.0.1"}, d.TLSSANs...)
 	want = append(want, d.NodeIPs...)
 	for _, c := range d.primaries() {
-		if c.SpecID != "serving-kube-apiserver" && c.SpecID != "listener" {
+		if c.SpecID != "serving-kube-apiserver" && (c.SpecID != "listener" || d.StaticListener) {
 			continue
 		}
 		have := map[string]bool{}

@@ -32,6 +32,10 @@ type Input struct {
 	// DisableETCD: the server runs with --disable-etcd (no
 	// etcd/server-client.crt, deps.go@2a1e2e8:506-515).
 	DisableETCD bool
+	// StaticListener: the listener secret is annotated
+	// listener.cattle.io/static (a user-provided certificate): judged
+	// against its own chain, never re-signed, never renewed by K3s.
+	StaticListener bool
 }
 
 // Run diagnoses the inventory and returns the report.

@@ -68,6 +68,8 @@ func (d *diag) remedyRenew(c source.Cert) string {
 	switch {
 	case c.Source == source.Kubeconfig:
 		return "copy the current admin credentials again: k3scert kubeconfig refresh " + kubeconfigPath(c.Location)
+	case d.StaticListener && (c.SpecID == "listener" || c.Source == source.Secret || c.Source == source.DynamicCert || c.Via == "supervisor"):
+		return "the listener certificate is user-provided (listener.cattle.io/static): neither K3s nor k3scert renews it; put a renewed certificate into the " + k3s.ListenerSpec(d.Program).SecretName + " secret and dynamic-cert.json, then restart " + d.Service
 	case c.SpecID == "listener" || c.Source == source.Secret || c.Source == source.DynamicCert || c.Via == "supervisor":
 		if !d.Profile.ListenerRenews {
 			return "K3s of this version never renews the listener certificate: run k3scert rotate (renews it in the secret and dynamic-cert.json, then restarts)"
