@@ -87,8 +87,8 @@ func Start(o Options, now time.Time) (Result, error) {
 	cas := map[string]*ca{}
 	specs := k3s.Specs(o.Program, o.Profile)
 	for _, s := range specs {
-		if !s.CA || s.Copy || s.Role != k3s.RoleServer {
-			continue
+		if !s.CA || s.Copy || s.Role != k3s.RoleServer || s.External {
+			continue // custom root/intermediate CAs are the user's, never made by K3s
 		}
 		c, created, err := loadOrCreateCA(o, s, now)
 		if err != nil {
@@ -102,9 +102,19 @@ func Start(o Options, now time.Time) (Result, error) {
 		}
 	}
 	if !o.AgentOnly {
+		if o.Profile.DeletesLegacyProxyCerts {
+			// cleanupLegacyCerts (deps.go@2a1e2e8:672-684): every start.
+			for _, l := range k3s.Leftovers(o.Program, o.Profile) {
+				if l.RemovedAtStart {
+					if err := os.Remove(o.path(l.Spec.Cert)); err != nil && !os.IsNotExist(err) {
+						return res, err
+					}
+				}
+			}
+		}
 		for _, s := range specs {
-			if s.Role != k3s.RoleServer || s.CA {
-				continue
+			if s.Role != k3s.RoleServer || s.CA || s.External {
+				continue // self-signed kube-* pairs are written by the components (SelfSignedServing)
 			}
 			var action string
 			var err error
