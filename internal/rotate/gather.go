@@ -11,6 +11,7 @@ import (
 	"github.com/k3scert/k3scert/internal/check"
 	"github.com/k3scert/k3scert/internal/datastore"
 	"github.com/k3scert/k3scert/internal/k3s"
+	"github.com/k3scert/k3scert/internal/nodeconfig"
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
 	corev1 "k8s.io/api/core/v1"
@@ -49,9 +50,9 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 	if err != nil {
 		return Input{}, err
 	}
-	kc := o.AdminKubeconfig
-	if kc == "" {
-		kc = k3s.DefaultKubeconfig(n.Program)
+	kc, err := AdminKubeconfig(o, n, g.Root)
+	if err != nil {
+		return Input{}, err
 	}
 	in := Input{Node: r.Node, Program: n.Program, Profile: n.Profile, Method: g.Method, Service: g.Service, Datastore: g.Datastore,
 		Kubeconfig: kc, Now: o.At, Present: map[string]bool{}, Findings: r.Findings, NoOfflineSecret: !OfflineSecret(n.DataDir),
@@ -104,6 +105,35 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 		}
 	}
 	return in, nil
+}
+
+// AdminKubeconfig is the admin kubeconfig K3s really writes on this node:
+// --kubeconfig-admin when given, else write-kubeconfig from config.yaml,
+// its config.yaml.d drop-ins, the unit's K3S_KUBECONFIG_OUTPUT or ExecStart
+// flags (internal/nodeconfig), else /etc/rancher/<p>/<p>.yaml. root is
+// the filesystem root of /etc ("" = "/").
+func AdminKubeconfig(o check.Options, n check.Node, root string) (string, error) {
+	if o.AdminKubeconfig != "" {
+		return o.AdminKubeconfig, nil
+	}
+	at := func(p string) string {
+		if root == "" {
+			return p
+		}
+		return filepath.Join(root, filepath.FromSlash(p))
+	}
+	cfg, errs := nodeconfig.Load(nodeconfig.Options{Program: n.Program, Role: n.Role, Root: root, ConfigFile: o.ConfigFile})
+	if len(errs) > 0 && o.ConfigFile != "" {
+		return "", errs[0]
+	}
+	if cfg.WriteKubeconfig != "" {
+		p := cfg.WriteKubeconfig
+		if !filepath.IsAbs(p) {
+			p = "/" + p // K3s runs with / as its working directory
+		}
+		return at(filepath.Clean(p)), nil
+	}
+	return at(k3s.DefaultKubeconfig(n.Program)), nil
 }
 
 // DefaultUnit is the service unit of a node: k3s, k3s-agent, rke2-server

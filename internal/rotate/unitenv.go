@@ -1,14 +1,14 @@
 package rotate
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/k3scert/k3scert/internal/nodeconfig"
 )
 
 // ExpirationDaysEnv is the variable dynamiclistener's NewSignedCert reads
@@ -76,23 +76,13 @@ func ReadUnitEnv(root, unit, program string) (UnitEnv, error) {
 		if err != nil {
 			return env, fmt.Errorf("unit file %s: %w", at(uf), err)
 		}
-		for _, line := range unitLines(b) {
-			k, v, ok := strings.Cut(line, "=")
-			if !ok {
-				continue
-			}
-			switch strings.TrimSpace(k) {
-			case "Environment":
-				for _, a := range splitQuoted(v) {
-					if n, val, ok := strings.Cut(a, "="); ok {
-						env.Vars[n], env.From[n] = val, at(uf)
-					}
-				}
-			case "EnvironmentFile":
-				v = strings.TrimPrefix(strings.TrimSpace(v), "-")
-				if v != "" {
-					addFile(expand(v))
-				}
+		_, uenv, ufiles := nodeconfig.ParseUnit(b)
+		for k, v := range uenv {
+			env.Vars[k], env.From[k] = v, at(uf)
+		}
+		for _, f := range ufiles {
+			if f = strings.TrimPrefix(f, "-"); f != "" {
+				addFile(expand(f))
 			}
 		}
 	}
@@ -108,7 +98,7 @@ func ReadUnitEnv(root, unit, program string) (UnitEnv, error) {
 			}
 			return env, fmt.Errorf("environment file %s: %w", at(p), err)
 		}
-		for k, v := range parseEnvFile(b) {
+		for k, v := range nodeconfig.ParseEnvFile(b) {
 			env.Vars[k], env.From[k] = v, at(p)
 		}
 	}
@@ -128,80 +118,4 @@ func (u UnitEnv) ExpirationDays() (int, string) {
 		return 0, ""
 	}
 	return n, u.From[ExpirationDaysEnv]
-}
-
-// unitLines returns the logical lines of a unit file (continuations
-// joined, comments dropped).
-func unitLines(b []byte) []string {
-	var out []string
-	cur := ""
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if cur == "" && (strings.HasPrefix(l, "#") || strings.HasPrefix(l, ";")) {
-			continue
-		}
-		if strings.HasSuffix(l, "\\") {
-			cur += strings.TrimSuffix(l, "\\") + " "
-			continue
-		}
-		out = append(out, cur+l)
-		cur = ""
-	}
-	if cur != "" {
-		out = append(out, cur)
-	}
-	return out
-}
-
-// splitQuoted splits an Environment= value into its assignments
-// ("A=1 \"B=two words\"").
-func splitQuoted(s string) []string {
-	var out []string
-	var b strings.Builder
-	var q rune
-	for _, r := range strings.TrimSpace(s) {
-		switch {
-		case q != 0 && r == q:
-			q = 0
-		case q == 0 && (r == '"' || r == '\''):
-			q = r
-		case q == 0 && (r == ' ' || r == '\t'):
-			if b.Len() > 0 {
-				out = append(out, b.String())
-				b.Reset()
-			}
-		default:
-			b.WriteRune(r)
-		}
-	}
-	if b.Len() > 0 {
-		out = append(out, b.String())
-	}
-	return out
-}
-
-// parseEnvFile reads KEY=VALUE lines as systemd's EnvironmentFile= does:
-// '#' and ';' comments, optional single or double quotes around the value,
-// an optional leading "export " (OpenRC's sourced files).
-func parseEnvFile(b []byte) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		out[k] = v
-	}
-	return out
 }
