@@ -564,8 +564,31 @@ func TestEmbeddedEtcdListenerPerRow(t *testing.T) {
 			}
 			p, err := rotate.NewPlan(in)
 			if !row.RegenTrigger {
-				if err == nil || !strings.Contains(err.Error(), "k3s-io/k3s#5163") || !strings.Contains(err.Error(), "dynamic-cert-regenerate") {
-					t.Fatalf("row %s without the trigger: err = %v, want a refusal with the reason", row.Name, err)
+				// No trigger, and the secret wins at start: renew it
+				// through the API while K3s runs, before the stop.
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Listener != rotate.ListenerOnline || p.Steps[1].Name != rotate.StepListenerOnline || p.Steps[2].Name != rotate.StepStop {
+					t.Fatalf("row %s: listener %q, steps %v", row.Name, p.Listener, p.Steps)
+				}
+				// Here K3s does not run: the online step cannot reach the
+				// API, and the rotation stops before anything changed.
+				before := hashTree(t, n.dataDir)
+				var calls []string
+				e := &rotate.Executor{Plan: p, Service: fakeService{calls: &calls, gen: &n.gen, clock: clock}, Now: clock}
+				err := e.Apply(context.Background())
+				if err == nil || !strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), "API") {
+					t.Fatalf("apply without a running API: %v", err)
+				}
+				if len(calls) != 0 {
+					t.Errorf("service calls %v, want none", calls)
+				}
+				sameTree(t, before, hashTree(t, n.dataDir))
+				// --method regenerate has no way on this line: refused.
+				in.Method = rotate.MethodRegenerate
+				if _, err := rotate.NewPlan(in); err == nil || !strings.Contains(err.Error(), "k3s-io/k3s#5163") {
+					t.Fatalf("regenerate on row %s: %v, want a refusal with the reason", row.Name, err)
 				}
 				return
 			}

@@ -57,6 +57,8 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 	in := Input{Node: r.Node, Program: n.Program, Profile: n.Profile, Method: g.Method, Service: g.Service, Datastore: g.Datastore,
 		Kubeconfig: kc, Now: o.At, Present: map[string]bool{}, Findings: r.Findings, NoOfflineSecret: !OfflineSecret(n.DataDir),
 		SelfSigned: map[string]bool{}}
+	ports := n.Ports
+	in.Ports = &ports
 	unit := g.Unit
 	if unit == "" {
 		unit = DefaultUnit(n.Program, n.Role)

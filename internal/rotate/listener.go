@@ -126,6 +126,9 @@ func (e *Executor) listener(ctx context.Context) (string, error) {
 			mode = ListenerJSON
 		}
 	}
+	if mode == ListenerOnline {
+		return "the listener certificate was renewed through the API before the stop", nil
+	}
 	var st SecretStore
 	if e.Secrets != nil && mode == ListenerBoth {
 		var err error
@@ -183,50 +186,17 @@ func (e *Executor) listener(ctx context.Context) (string, error) {
 	if src == nil {
 		return "no listener certificate yet: the listener signs one on start", nil
 	}
-	leaf, err := pki.ParseCerts(src.Data[corev1.TLSCertKey])
-	if err != nil {
-		return "", fmt.Errorf("listener tls.crt (%s): %w", from, err)
-	}
-	keyPEM := src.Data[corev1.TLSPrivateKeyKey]
-	key, _, err := pki.ParseKey(keyPEM)
-	if err != nil {
-		return "", fmt.Errorf("listener tls.key (%s): %w", from, err)
-	}
-	if !pki.KeyMatches(leaf[0], key) {
-		// A mismatched pair cannot be served: give it a fresh key.
-		if key, err = pki.NewECKey(); err != nil {
-			return "", err
-		}
-		if keyPEM, err = pki.EncodeKey(key); err != nil {
-			return "", err
-		}
-	}
-	serverCA := e.dataPath("server/tls/server-ca.crt")
-	ca, caKey, err := loadCA(serverCA, e.dataPath("server/tls/server-ca.key"))
+	out, renewed, days, err := e.renewListener(src, from)
 	if err != nil {
 		return "", err
 	}
-	cb, _ := os.ReadFile(serverCA)
-	bundle, _ := pki.ParseCerts(cb)
-	nb := notBefore(e.now(), ca)
-	days := e.Plan.ListenerDays
-	if days == 0 {
-		days = spanDays(leaf[0])
-	}
-	renewed, err := pki.Renew(leaf[0], key.Public(), ca, caKey.(cryptoSigner), nb, nb.Add(pki.Days(days)))
-	if err != nil {
-		return "", err
-	}
-	out := src.DeepCopy()
 	if stored != nil {
 		// The stored object's identity (uid, creation time, labels,
 		// owners) stays; the resource version belongs to the datastore.
-		out.ObjectMeta = *stored.ObjectMeta.DeepCopy()
+		out.ObjectMeta.Name, out.ObjectMeta.Namespace, out.UID = stored.Name, stored.Namespace, stored.UID
+		out.CreationTimestamp, out.Labels, out.OwnerReferences = stored.CreationTimestamp, stored.Labels, stored.OwnerReferences
 	}
 	out.ResourceVersion = ""
-	out.Annotations = ListenerAnnotations(src.Annotations, renewed, e.Plan.ListenerRawKeys)
-	out.Type = corev1.SecretTypeTLS
-	out.Data = map[string][]byte{corev1.TLSCertKey: pki.EncodeCerts(append([]*x509.Certificate{renewed}, bundle...)...), corev1.TLSPrivateKeyKey: keyPEM}
 	jb, err := json.Marshal(out)
 	if err != nil {
 		return "", err
@@ -243,6 +213,52 @@ func (e *Executor) listener(ctx context.Context) (string, error) {
 	}
 	return fmt.Sprintf("listener certificate renewed from %s until %s (%d days, %d names, annotations rebuilt from its SANs) in %s",
 		from, renewed.NotAfter.UTC().Format("2006-01-02 15:04 MST"), days, len(pki.SANs(renewed)), where), nil
+}
+
+// renewListener re-signs src's certificate with server-ca: same names and
+// key (a fresh key if the pair does not match), the plan's validity (else
+// its own span), and the cn-* annotations rebuilt from the renewed
+// certificate. Certificate, key and annotations all come from src.
+func (e *Executor) renewListener(src *corev1.Secret, from string) (*corev1.Secret, *x509.Certificate, int, error) {
+	leaf, err := pki.ParseCerts(src.Data[corev1.TLSCertKey])
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("listener tls.crt (%s): %w", from, err)
+	}
+	keyPEM := src.Data[corev1.TLSPrivateKeyKey]
+	key, _, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("listener tls.key (%s): %w", from, err)
+	}
+	if !pki.KeyMatches(leaf[0], key) {
+		// A mismatched pair cannot be served: give it a fresh key.
+		if key, err = pki.NewECKey(); err != nil {
+			return nil, nil, 0, err
+		}
+		if keyPEM, err = pki.EncodeKey(key); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+	serverCA := e.dataPath("server/tls/server-ca.crt")
+	ca, caKey, err := loadCA(serverCA, e.dataPath("server/tls/server-ca.key"))
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	cb, _ := os.ReadFile(serverCA)
+	bundle, _ := pki.ParseCerts(cb)
+	nb := notBefore(e.now(), ca)
+	days := e.Plan.ListenerDays
+	if days == 0 {
+		days = spanDays(leaf[0])
+	}
+	renewed, err := pki.Renew(leaf[0], key.Public(), ca, caKey.(cryptoSigner), nb, nb.Add(pki.Days(days)))
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	out := src.DeepCopy()
+	out.Annotations = ListenerAnnotations(src.Annotations, renewed, e.Plan.ListenerRawKeys)
+	out.Type = corev1.SecretTypeTLS
+	out.Data = map[string][]byte{corev1.TLSCertKey: pki.EncodeCerts(append([]*x509.Certificate{renewed}, bundle...)...), corev1.TLSPrivateKeyKey: keyPEM}
+	return out, renewed, days, nil
 }
 
 // notBefore is what K3s and dynamiclistener give a new certificate: an

@@ -104,8 +104,10 @@ type Plan struct {
 	// own span.
 	ListenerDays int    `json:"listenerDays,omitempty"`
 	Trigger      string `json:"trigger,omitempty"` // server/tls/dynamic-cert-regenerate
-	ListenerJSON string `json:"listenerJSON"`
-	SecretKey    string `json:"secretKey"`
+	// Ports are the node's ports (the API for ListenerOnline).
+	Ports        *k3s.Ports `json:"ports,omitempty"`
+	ListenerJSON string     `json:"listenerJSON"`
+	SecretKey    string     `json:"secretKey"`
 	// ForceRestart is RKE2's <data-dir>/force-restart, written before the
 	// start so its static pods restart with the new files (facts §6.1).
 	ForceRestart string      `json:"forceRestart,omitempty"`
@@ -157,6 +159,8 @@ type Input struct {
 	SelfSigned map[string]bool
 	// Leftovers are present files (relative) of an older generation.
 	Leftovers []string
+	// Ports are the node's ports; nil = the program's defaults.
+	Ports *k3s.Ports
 }
 
 // JournalName is the rotation journal under server/tls.
@@ -238,11 +242,17 @@ func NewPlan(in Input) (Plan, error) {
 		p.Trigger = abs(l.Trigger)
 	case rowJSONOnlyListener(in.Profile) && in.Method == MethodRenew:
 		p.Listener = ListenerJSON
+	case in.Method == MethodRenew:
+		// No trigger, and the old secret would overwrite a renewed
+		// dynamic-cert.json at start (k3s-io/k3s#5163): renew the secret
+		// through the API while K3s still runs.
+		p.Listener = ListenerOnline
+		p.Ports = in.Ports
 	default:
-		return Plan{}, fmt.Errorf("cannot renew the listener certificate on this node: its serving secret lives in a datastore that stops with %s (%s), "+
-			"and release line %s has neither the dynamic-cert-regenerate trigger (v1.21.8/v1.22.5 and later) nor dynamiclistener v0.3.4's merge "+
-			"(v1.22.12/v1.23.9/v1.24.3 and later): the old secret would overwrite a renewed dynamic-cert.json at start (k3s-io/k3s#5163). "+
-			"Upgrade %s first, or, with %s running, delete the secret (kubectl -n %s delete secret %s), remove %s and restart %s so the listener signs a new certificate",
+		return Plan{}, fmt.Errorf("cannot regenerate the listener certificate on this node: its serving secret lives in a datastore that stops with %s (%s), "+
+			"and release line %s has no dynamic-cert-regenerate trigger (v1.21.8/v1.22.5 and later), while its dynamiclistener lets the old secret "+
+			"overwrite a new dynamic-cert.json at start (k3s-io/k3s#5163). Use --method renew (it renews the secret through the API while %s runs), "+
+			"or, with %s running, delete the secret (kubectl -n %s delete secret %s), remove %s and restart %s",
 			in.Program, in.Datastore, in.Profile.Name, in.Program, in.Program, l.Namespace, l.SecretName, abs(l.JSONPath), in.Program)
 	}
 	if p.Listener != ListenerBoth {
@@ -285,6 +295,12 @@ func NewPlan(in Input) (Plan, error) {
 		p.Steps = append(p.Steps, Step{Index: len(p.Steps), Name: name, Description: desc, Writes: writes})
 	}
 	add(StepPreflight, "check CA certificates and keys (present, matching, valid), 64 MiB free for the backup, and that the datastore holding the serving secret can be read; nothing is stopped before this passes")
+	if p.Listener == ListenerOnline {
+		add(StepListenerOnline, "while "+string(in.Program)+" still runs, renew the listener certificate through the API (temporary admin certificate from client-ca): same names and key, new validity, cn-* annotations rebuilt from its SANs; "+
+			"write it to the secret "+l.Namespace+"/"+l.SecretName+" and to dynamic-cert.json, and keep the secret as it was in "+p.BackupDir+". Release line "+in.Profile.Name+
+			" has no regenerate trigger and its dynamiclistener lets the secret win at start (k3s-io/k3s#5163), and the secret's datastore stops with "+string(in.Program)+
+			". A rollback restores the files but keeps this renewed secret (same CA, names and key)", p.ListenerJSON, "API secret "+l.Namespace+"/"+l.SecretName)
+	}
 	add(StepStop, "stop "+in.Service+" so nothing holds the old certificates or the datastore")
 	add(StepBackup, "write one tar.gz (0600) of server/tls, server/cred, "+in.Kubeconfig+" and the serving secret as JSON into "+p.BackupDir)
 	removal := ""
@@ -298,6 +314,8 @@ func NewPlan(in Input) (Plan, error) {
 		add(StepLeaves, fmt.Sprintf("remove %d leaf certificates and keys so that K3s regenerates them on start%s", len(p.Leaves), removal), append(leafFiles, removeFiles...)...)
 	}
 	switch p.Listener {
+	case ListenerOnline:
+		add(StepListener, "nothing more for the listener: it was renewed through the API before the stop (step "+StepListenerOnline+")")
 	case ListenerStatic:
 		add(StepListener, "leave the listener certificate alone: it is user-managed (listener.cattle.io/static), never re-signed by dynamiclistener or by k3scert")
 	case ListenerTrigger:

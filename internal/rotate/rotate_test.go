@@ -455,9 +455,10 @@ func TestAgentRotation(t *testing.T) {
 
 // A v1.18 node whose datastore stops with K3s (embedded etcd: no
 // state.db): its dynamiclistener (v0.2.0) lets the old secret overwrite a
-// renewed dynamic-cert.json at start and it has no regenerate trigger, so
-// the plan refuses with the reason (audit W4). Every row is covered by
-// TestEmbeddedEtcdListenerPerRow.
+// renewed dynamic-cert.json at start and it has no regenerate trigger
+// (audit W4), so the plan renews the secret through the API before the
+// stop, and --method regenerate is refused with the reason. Every row is
+// covered by TestEmbeddedEtcdListenerPerRow.
 func TestPlanWithoutOfflineSecret(t *testing.T) {
 	root := t.TempDir()
 	dataDir := filepath.Join(root, "var/lib/rancher/k3s")
@@ -481,8 +482,16 @@ func TestPlanWithoutOfflineSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p, err := rotate.NewPlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Listener != rotate.ListenerOnline || p.SecretKey != "" || !strings.Contains(p.Summary(), "k3s-io/k3s#5163") {
+		t.Fatalf("plan: listener %q, secret key %q:\n%s", p.Listener, p.SecretKey, p.Summary())
+	}
+	in.Method = rotate.MethodRegenerate
 	if _, err := rotate.NewPlan(in); err == nil || !strings.Contains(err.Error(), "k3s-io/k3s#5163") || !strings.Contains(err.Error(), "embedded etcd") {
-		t.Fatalf("plan: %v, want a refusal naming the datastore and the reason", err)
+		t.Fatalf("regenerate plan: %v, want a refusal naming the datastore and the reason", err)
 	}
 }
 
