@@ -650,6 +650,9 @@ func (e *Executor) restore(ctx context.Context, backup string) (RestoreReport, e
 }
 
 func (e *Executor) restoreSecret(ctx context.Context, sj []byte) error {
+	if e.secretKnown && !e.secretWritten {
+		return nil // this run never wrote it
+	}
 	var s secretJSON
 	if err := json.Unmarshal(sj, &s); err != nil {
 		return fmt.Errorf("secret.json: %w", err)

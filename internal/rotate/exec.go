@@ -65,7 +65,8 @@ type Executor struct {
 	StartTimeout time.Duration
 	// Command is recorded in the lock file for a second invocation to see.
 	Command string
-	// BeforeStep is a test hook run before step i begins (fault injection).
+	// BeforeStep is a test hook run as step i begins, after its begin
+	// record (fault injection).
 	BeforeStep func(i int)
 	// AfterStep is a test hook run after step i has been journaled as done;
 	// an error stops the executor at once, as a kill would: no rollback, no
@@ -73,6 +74,32 @@ type Executor struct {
 	AfterStep func(i int) error
 
 	lock *Lock
+	// secretWritten: this run wrote or deleted the serving secret (a
+	// rollback in the same run need not touch an unwritten secret).
+	secretWritten bool
+	secretKnown   bool // this process ran every step that could write it
+}
+
+// trackedStore notes a successful write of the secret.
+type trackedStore struct {
+	SecretStore
+	written *bool
+}
+
+func (t trackedStore) Put(ctx context.Context, s *corev1.Secret) error {
+	err := t.SecretStore.Put(ctx, s)
+	if err == nil {
+		*t.written = true
+	}
+	return err
+}
+
+func (t trackedStore) Delete(ctx context.Context) error {
+	err := t.SecretStore.Delete(ctx)
+	if err == nil {
+		*t.written = true
+	}
+	return err
 }
 
 // ErrKilled is what an AfterStep hook returns to simulate a crash.
@@ -93,13 +120,13 @@ const (
 
 // Outcome is the end state of a failed rotation.
 type Outcome struct {
-	Certs     string   // CertsOld, CertsNew or CertsMixed
-	Running   bool     // K3s was started again (or never stopped)
-	Identical bool     // every backed-up entry is as the backup recorded it
-	Stopped   bool     // K3s was stopped by this run
+	Certs     string // CertsOld, CertsNew or CertsMixed
+	Running   bool   // K3s was started again (or never stopped)
+	Identical bool   // every backed-up entry is as the backup recorded it
+	Stopped   bool   // K3s was stopped by this run
 	// RolledBack names the backup a rollback restored from.
 	RolledBack string
-	Problems  []string // what could not be put back, or why K3s is not running
+	Problems   []string // what could not be put back, or why K3s is not running
 }
 
 func (o Outcome) String() string {
@@ -211,7 +238,8 @@ func (e *Executor) Apply(ctx context.Context) (err error) {
 	}
 	j, err := createJournal(e.Plan.Journal, e.Plan, e.now())
 	if err != nil {
-		return err
+		return &RunError{Step: StepPreflight, Err: fmt.Errorf("cannot write the journal: %w (nothing was changed)", e.explain(err)),
+			Outcome: Outcome{Certs: CertsOld, Running: true, Identical: true}, Journal: e.Plan.Journal}
 	}
 	defer j.close()
 	return e.run(ctx, j, 0, "")
@@ -262,17 +290,28 @@ func readJournalFor(journal, what string) (JournalState, error) {
 }
 
 func (e *Executor) run(ctx context.Context, j *journal, from int, backup string) error {
+	if open := e.Secrets; open != nil {
+		e.Secrets = func(ctx context.Context) (SecretStore, error) {
+			st, err := open(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return trackedStore{SecretStore: st, written: &e.secretWritten}, nil
+		}
+		defer func() { e.Secrets = open }()
+	}
+	e.secretKnown = from == 0
 	for i := from; i < len(e.Plan.Steps); i++ {
 		s := e.Plan.Steps[i]
-		if e.BeforeStep != nil {
-			e.BeforeStep(i)
-		}
 		e.lock.SetStep(s.Name)
 		start := e.now()
 		e.emit(Event{Step: s, State: "begin"})
 		var detail string
 		err := j.write(record{T: "begin", Step: i, Name: s.Name, At: start})
 		if err == nil {
+			if e.BeforeStep != nil {
+				e.BeforeStep(i)
+			}
 			detail, err = e.step(ctx, s, &backup)
 		}
 		if err == nil {
@@ -747,6 +786,7 @@ func Rollback(ctx context.Context, e *Executor, journal string) (err error) {
 		return err
 	}
 	e.Plan = st.Plan
+	e.secretKnown = false
 	if e.Plan.Node.DataDir == "" {
 		return fmt.Errorf("%s: the journal's plan names no data dir (damaged?)", journal)
 	}

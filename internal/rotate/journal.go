@@ -56,6 +56,7 @@ func createJournal(path string, p Plan, now time.Time) (*journal, error) {
 	j := &journal{f: f}
 	if err := j.write(record{T: "plan", At: now, Plan: &p}); err != nil {
 		f.Close()
+		os.Remove(path) // a journal without its plan is no journal
 		return nil, err
 	}
 	return j, syncDir(dirOf(path))

@@ -103,7 +103,12 @@ func sameTree(t *testing.T, want, got map[string]string) {
 // datastore holding the listener secret.
 func genNodeWithDatastore(t *testing.T) (dataDir, kubeconfig string) {
 	t.Helper()
-	root := t.TempDir()
+	return genNodeIn(t, t.TempDir())
+}
+
+// genNodeIn is genNodeWithDatastore under root (e.g. a small tmpfs).
+func genNodeIn(t *testing.T, root string) (dataDir, kubeconfig string) {
+	t.Helper()
 	dataDir = filepath.Join(root, "var/lib/rancher/k3s")
 	kubeconfig = filepath.Join(root, "etc/rancher/k3s/k3s.yaml")
 	o := k3sgen.Options{DataDir: dataDir, Profile: k3s.ProfileV118, Kubeconfig: kubeconfig, Listener: true}
