@@ -27,9 +27,9 @@ import (
 // stateService stands in for K3s in the fault tests: it knows whether K3s
 // runs, and can fail, or hang in, its next stop or start.
 type stateService struct {
-	mu                            sync.Mutex
-	running                       bool
-	calls                         []string
+	mu                             sync.Mutex
+	running                        bool
+	calls                          []string
 	stopFail, startFail, startHang int
 }
 
