@@ -155,6 +155,7 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 		}
 	} else {
 		fmt.Fprint(out, plan.Summary())
+		fmt.Fprintf(out, "every start and stop of %s, in the rotation and in a rollback, must finish within %v (--start-timeout)\n", svcName, rf.startTimeout)
 	}
 	if rf.dryRun {
 		return nil
