@@ -14,6 +14,7 @@ import (
 	"github.com/k3scert/k3scert/internal/nodeconfig"
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
+	"github.com/k3scert/k3scert/internal/source"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -95,7 +96,7 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 			in.Inputs = append(in.Inputs, fs)
 		}
 	}
-	if b, err := os.ReadFile(ljson); err == nil && len(b) > 0 {
+	if b, err := source.ReadFile(ljson); err == nil && len(b) > 0 {
 		var s corev1.Secret
 		if json.Unmarshal(b, &s) == nil && IsStaticListener(&s) {
 			in.StaticListener = true

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -189,9 +191,11 @@ func ReadJournal(path string) (JournalState, error) {
 	return st, nil
 }
 
-// Fingerprint hashes a file for a plan's inputs.
+// Fingerprint hashes a file for a plan's inputs. The open is non-blocking
+// and anything but a regular file is refused, so a FIFO where K3s keeps a
+// file never hangs planning (the preflight then names it).
 func Fingerprint(path string) (FileState, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return FileState{}, err
 	}
@@ -199,6 +203,9 @@ func Fingerprint(path string) (FileState, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return FileState{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return FileState{}, &fs.PathError{Op: "fingerprint", Path: path, Err: errors.New("not a regular file")}
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
