@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -33,7 +34,7 @@ type Options struct {
 	At      time.Time
 	// AdminKubeconfig is K3s's own k3s.yaml; "" = the default path.
 	AdminKubeconfig string
-	// Kubeconfigs are copies to compare (--kubeconfig).
+	// Kubeconfigs are copies to compare (--compare-kubeconfig).
 	Kubeconfigs []string
 	// Endpoints are explicit host:port endpoints; when empty the defaults
 	// are probed and only reported when they answer.
@@ -88,6 +89,13 @@ func Resolve(o Options) (Node, error) {
 	}
 	if !fi.IsDir() {
 		return n, fmt.Errorf("%w: %s is not a directory", ErrNoDataDir, n.DataDir)
+	}
+	// A data dir we may not look into is "permission denied", not "not a
+	// data dir": stat what decides the role and keep a permission error.
+	for _, sub := range []string{filepath.Join("server", "tls"), "agent"} {
+		if _, err := os.Stat(filepath.Join(n.DataDir, sub)); errors.Is(err, fs.ErrPermission) {
+			return n, fmt.Errorf("%w: %s: %w", ErrNoDataDir, n.DataDir, err)
+		}
 	}
 	if n.Program == "" {
 		n.Program = detectProgram(n.DataDir)
@@ -164,7 +172,7 @@ func RunNode(ctx context.Context, n Node, o Options) (report.Report, *source.Inv
 	tlsSANs, nodeIPs := o.TLSSANs, o.NodeIPs
 	cfgSANs, err := configSANs(o.ConfigFile, n.Program)
 	if err != nil {
-		inv.AddProblem(source.Problem{Source: source.File, Location: err.path, Reason: source.ReasonBadYAML, Detail: err.Error()})
+		inv.AddProblem(source.Problem{Source: source.File, Location: err.path, Reason: err.reason, Detail: err.Error()})
 	}
 	tlsSANs = append(tlsSANs, cfgSANs...)
 	r := diagnose.Run(diagnose.Input{
@@ -239,8 +247,9 @@ func endpointSource(n Node, o Options, inv *source.Inventory) source.Source {
 }
 
 type cfgErr struct {
-	path string
-	err  error
+	path   string
+	reason source.Reason
+	err    error
 }
 
 func (e *cfgErr) Error() string { return e.err.Error() }
@@ -256,11 +265,13 @@ func configSANs(path string, p k3s.Program) ([]string, *cfgErr) {
 		if !explicit && os.IsNotExist(err) {
 			return nil, nil
 		}
-		return nil, &cfgErr{path, err}
+		// A missing or unreadable --config is not_found / permission_denied
+		// / not_regular_file, not a YAML error.
+		return nil, &cfgErr{path, source.ReasonFor(err), err}
 	}
 	sans, err := ParseConfigSANs(b)
 	if err != nil {
-		return nil, &cfgErr{path, err}
+		return nil, &cfgErr{path, source.ReasonBadYAML, err}
 	}
 	return sans, nil
 }

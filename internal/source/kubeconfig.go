@@ -99,7 +99,7 @@ func ReadKubeconfig(inv *Inventory, f KubeconfigFile, b []byte) {
 			if len(cl.CertificateAuthorityData) > 0 {
 				cas, err := pki.ParseCerts(cl.CertificateAuthorityData)
 				if err != nil {
-					inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: ReasonBadCert, Detail: "certificate-authority-data: " + err.Error()})
+					inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: certReason(err, len(cas)), Detail: "certificate-authority-data: " + err.Error()})
 				}
 				for i, c := range cas {
 					ref.ServerCAs = append(ref.ServerCAs, pki.Fingerprint(c))
@@ -111,7 +111,7 @@ func ReadKubeconfig(inv *Inventory, f KubeconfigFile, b []byte) {
 			ref.Embedded = true
 			certs, err := pki.ParseCerts(ai.ClientCertificateData)
 			if err != nil {
-				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: ReasonBadCert, Detail: "client-certificate-data: " + err.Error()})
+				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: certReason(err, len(certs)), Detail: "client-certificate-data: " + err.Error()})
 			}
 			for i, c := range certs {
 				if i == 0 {
