@@ -57,6 +57,7 @@ func Run(in Input) report.Report {
 	d.endpoints()
 	d.kubeconfigs()
 	d.keys()
+	d.keyModes() // keys.go
 	d.chains()
 	d.sans()
 	d.problems()
