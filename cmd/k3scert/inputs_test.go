@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -401,5 +402,52 @@ func TestCompareKubeconfigAlias(t *testing.T) {
 	r = cliRun(t, bin, nil, "check", "--help")
 	if !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "--compare-kubeconfig") || strings.Contains(r.stdout, "  --kubeconfig") {
 		t.Errorf("check --help:\n%s", r.stdout)
+	}
+}
+
+// A damaged PEM block in front of a good one: encoding/pem used to skip it
+// silently, so client-admin.crt = [damaged leaf][server CA] was judged as
+// if the CA were the admin certificate. Now the file is a bad_pem finding
+// and nothing from it stands in for the leaf.
+func TestBadBase64LeafIsAFinding(t *testing.T) {
+	bin := k3scertBin(t)
+	_, dataDir, kc, cfg := inputNode(t)
+	tlsDir := filepath.Join(dataDir, "server", "tls")
+	leaf, err := os.ReadFile(filepath.Join(tlsDir, "client-admin.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(tlsDir, "client-ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(leaf), "\n")
+	lines[3] = "!!" + lines[3][2:] // bad base64 inside the first block
+	if err := os.WriteFile(filepath.Join(tlsDir, "client-admin.crt"), []byte(strings.Join(lines, "\n")+string(ca)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := cliRun(t, bin, nil, "check", "--at", inputAt, "-d", dataDir, "--admin-kubeconfig", kc, "--config", cfg, "--no-endpoints", "--secret", "none", "-o", "json")
+	var rep struct {
+		Certificates []struct{ Location, Subject string }
+		Findings     []struct{ Code, Location, Message string }
+		Summary      struct{ ExitCode int }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	admin := filepath.Join(tlsDir, "client-admin.crt")
+	for _, c := range rep.Certificates {
+		if c.Location == admin {
+			t.Errorf("a certificate from the damaged file is still reported: %s", c.Subject)
+		}
+	}
+	found := false
+	for _, f := range rep.Findings {
+		if f.Code == "K3C900" && f.Location == admin && strings.Contains(f.Message, "bad PEM encoding") && strings.HasSuffix(f.Message, "(bad_pem)") {
+			found = true
+		}
+	}
+	if !found || rep.Summary.ExitCode == 0 || r.code != rep.Summary.ExitCode {
+		t.Errorf("no bad_pem finding on %s (exit %d):\n%s", admin, r.code, r.stdout)
 	}
 }
