@@ -133,8 +133,16 @@ func ReadKubeconfig(inv *Inventory, f KubeconfigFile, b []byte) {
 			if p == "" {
 				continue
 			}
-			if _, err := os.Stat(p); err != nil {
+			// A stat never blocks; kubectl and K3s will read the file, so
+			// one that is not a regular file is a problem here too.
+			fi, err := os.Stat(p)
+			switch {
+			case err != nil:
 				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: classifyReadError(err), Detail: "references " + p + ": " + err.Error()})
+			case !fi.Mode().IsRegular():
+				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: ReasonNotRegular, Detail: "references " + p + ": " + ErrNotRegular.Error() + " (" + modeKind(fi.Mode()) + ")"})
+			case fi.Size() > MaxFileSize:
+				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: ReasonTooLarge, Detail: fmt.Sprintf("references %s: %v: %d bytes", p, ErrTooLarge, fi.Size())})
 			}
 		}
 		inv.AddKubeconfig(ref)
