@@ -14,7 +14,7 @@ import (
 // KubeconfigFile is one kubeconfig to read.
 type KubeconfigFile struct {
 	Path string
-	Copy bool // a copy the user keeps elsewhere (--kubeconfig), not written by K3s
+	Copy bool // a copy the user keeps elsewhere (--compare-kubeconfig), not written by K3s
 	// Optional: a missing optional file is not a problem (k3s.yaml on an agent).
 	Optional bool
 }
