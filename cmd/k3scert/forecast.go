@@ -13,6 +13,7 @@ import (
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/render"
 	"github.com/k3scert/k3scert/internal/report"
+	"github.com/k3scert/k3scert/internal/source"
 	"github.com/spf13/cobra"
 )
 
@@ -117,6 +118,14 @@ you must do. On v1.18 a restart renews the files but never the listener certific
 			// Blind: what decides the lock-out could not be read. The
 			// forecast says UNKNOWN instead of OK and exits 3.
 			f.Unknown = blindSpots(inv)
+			if r.Node.Role == string(k3s.RoleServer) && !listenerSeen(inv) && len(f.Unknown) == 0 {
+				ports := k3s.DefaultPorts(k3s.Program(r.Node.Program))
+				if o.Ports != nil {
+					ports = *o.Ports
+				}
+				f.Unknown = append(f.Unknown, fmt.Sprintf("the listener certificate: no copy found (dynamic-cert.json absent, the serving secret absent or not read (--secret), "+
+					"the supervisor port not answering or not probed); what :%d serves decides the lock-out", ports.Supervisor))
+			}
 			if err := render.Forecast(cmd.OutOrStdout(), f, ff.output, render.Options{Color: ff.output == "text" && cliutil.IsTerminal(os.Stdout)}); err != nil {
 				return err
 			}
@@ -136,4 +145,16 @@ you must do. On v1.18 a restart renews the files but never the listener certific
 	fl.StringVarP(&ff.output, "output", "o", "text", "output format: text, json, yaml or html")
 	_ = c.RegisterFlagCompletionFunc("output", cliutil.Complete(render.ForecastFormats...))
 	return c
+}
+
+// listenerSeen reports whether any copy of the listener certificate was
+// read: dynamic-cert.json, the serving secret, or what the supervisor port
+// served.
+func listenerSeen(inv *source.Inventory) bool {
+	for _, c := range inv.Certs {
+		if c.SpecID == "listener" || c.SpecID == "endpoint-supervisor" {
+			return true
+		}
+	}
+	return false
 }

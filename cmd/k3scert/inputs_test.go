@@ -451,3 +451,42 @@ func TestBadBase64LeafIsAFinding(t *testing.T) {
 		t.Errorf("no bad_pem finding on %s (exit %d):\n%s", admin, r.code, r.stdout)
 	}
 }
+
+// forecast on a healthy node says OK and exits 0; with the admin
+// kubeconfig unreadable (a directory), or no copy of the listener
+// certificate at all, it says UNKNOWN and exits 3, never OK.
+func TestForecastUnknownWhenBlind(t *testing.T) {
+	bin := k3scertBin(t)
+	_, dataDir, kc, cfg := inputNode(t)
+	base := []string{"forecast", "--from", inputAt, "-d", dataDir, "--config", cfg, "--no-endpoints", "--secret", "none", "--to", "2025-03-01"}
+	okLine := regexp.MustCompile(`(?m)^OK  no lock-out`)
+
+	r := cliRun(t, bin, nil, append(base, "--admin-kubeconfig", kc)...)
+	if r.code != 0 || !okLine.MatchString(r.stdout) {
+		t.Fatalf("healthy node: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	dir := t.TempDir()
+	r = cliRun(t, bin, nil, append(base, "--admin-kubeconfig", dir)...)
+	if r.code != 3 || okLine.MatchString(r.stdout) || !strings.Contains(r.stdout, "UNKNOWN  could not read what decides the lock-out") ||
+		!strings.Contains(r.stdout, "the kubeconfig "+dir) {
+		t.Errorf("admin kubeconfig a directory: exit %d\n%s", r.code, r.stdout)
+	}
+	r = cliRun(t, bin, nil, append(base, "--admin-kubeconfig", dir, "-o", "json")...)
+	if r.code != 3 || !strings.Contains(r.stdout, `"unknown": [`) {
+		t.Errorf("json: exit %d\n%s", r.code, r.stdout)
+	}
+	// check says UNKNOWN too (nothing critical on this node).
+	r = cliRun(t, bin, nil, "check", "--at", inputAt, "-d", dataDir, "--config", cfg, "--no-endpoints", "--secret", "none", "--admin-kubeconfig", dir)
+	if r.code != 3 || !strings.Contains(r.stdout, "status: UNKNOWN (exit 3)") {
+		t.Errorf("check: exit %d\n%s", r.code, r.stdout)
+	}
+
+	if err := os.Remove(filepath.Join(dataDir, "server", "tls", "dynamic-cert.json")); err != nil {
+		t.Fatal(err)
+	}
+	r = cliRun(t, bin, nil, append(base, "--admin-kubeconfig", kc)...)
+	if r.code != 3 || okLine.MatchString(r.stdout) || !strings.Contains(r.stdout, "the listener certificate: no copy found") {
+		t.Errorf("no listener copy: exit %d\n%s", r.code, r.stdout)
+	}
+}
