@@ -69,11 +69,20 @@ func (f *nodeFlags) register(c *cobra.Command) {
 	_ = c.RegisterFlagCompletionFunc("profile", cliutil.Complete(profileNames()...))
 }
 
-// profileNames are the --profile values, oldest first.
+// profileNames are the --profile values to complete: the three names
+// people use, then every matrix row; only names ProfileByName accepts.
 func profileNames() []string {
 	var out []string
+	seen := map[string]bool{}
+	cand := []string{"v1.18", "v1.19+", "current"}
 	for _, p := range k3s.Profiles {
-		out = append(out, p.Name)
+		cand = append(cand, p.Name)
+	}
+	for _, n := range cand {
+		if _, err := k3s.ProfileByName(n); err == nil && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
 	}
 	return out
 }

@@ -195,6 +195,8 @@ func (e *Executor) step(ctx context.Context, s Step, backup *string) (string, er
 		return e.leaves()
 	case StepListener:
 		return e.listener(ctx)
+	case StepListenerOnline:
+		return e.listenerOnline(ctx)
 	case StepStart:
 		if e.Plan.ForceRestart != "" {
 			// RKE2: make the static pods (kube-apiserver) restart too.
