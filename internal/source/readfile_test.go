@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,12 @@ func TestReadFileRefuses(t *testing.T) {
 	if err := os.WriteFile(small, []byte("x"), 0o640); err != nil {
 		t.Fatal(err)
 	}
+	sock := filepath.Join(dir, "sock.crt")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	tests := []struct {
 		path   string
 		reason Reason
@@ -39,6 +46,7 @@ func TestReadFileRefuses(t *testing.T) {
 		{fifo, ReasonNotRegular, ErrNotRegular, "not a regular file (a FIFO)"},
 		{dir, ReasonNotRegular, ErrNotRegular, "not a regular file (a directory)"},
 		{"/dev/null", ReasonNotRegular, ErrNotRegular, "not a regular file (a character device)"},
+		{sock, ReasonNotRegular, syscall.ENXIO, "no such device or address"},
 		{huge, ReasonTooLarge, ErrTooLarge, "1073741824 bytes, over the 1048576-byte limit"},
 		{filepath.Join(dir, "nope"), ReasonNotFound, fs.ErrNotExist, "no such file"},
 	}

@@ -48,7 +48,8 @@ func classifyReadError(err error) Reason {
 		return ReasonTooLarge
 	case errors.Is(err, syscall.ELOOP):
 		return ReasonSymlinkLoop
-	case errors.Is(err, ErrNotRegular), errors.Is(err, syscall.EISDIR):
+	case errors.Is(err, ErrNotRegular), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENXIO):
+		// ENXIO: open(2) of a UNIX socket, or of a FIFO for writing.
 		return ReasonNotRegular
 	}
 	return ReasonReadError
