@@ -26,6 +26,7 @@ import (
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/k3s/k3sgen"
 	"github.com/k3scert/k3scert/internal/pki"
+	"github.com/k3scert/k3scert/internal/source"
 )
 
 // hangDeadline bounds every CLI run: far above anything a healthy run
@@ -488,5 +489,30 @@ func TestForecastUnknownWhenBlind(t *testing.T) {
 	r = cliRun(t, bin, nil, append(base, "--admin-kubeconfig", kc)...)
 	if r.code != 3 || okLine.MatchString(r.stdout) || !strings.Contains(r.stdout, "the listener certificate: no copy found") {
 		t.Errorf("no listener copy: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+// blindSpots: read failures of the listener copies, the secret and a
+// kubeconfig are blind spots; a damaged file under server/tls or a
+// kubeconfig naming a missing file is a finding, not blindness.
+func TestBlindSpots(t *testing.T) {
+	inv := &source.Inventory{Problems: []source.Problem{
+		{Source: source.DynamicCert, Location: "/d/dynamic-cert.json", Reason: source.ReasonNotRegular, Detail: "a FIFO"},
+		{Source: source.Secret, Location: "secret kube-system/k3s-serving", Reason: source.ReasonSecret, Detail: "API: refused"},
+		{Source: source.Kubeconfig, Location: "/etc/k3s.yaml", Reason: source.ReasonPermission, Detail: "denied"},
+		{Source: source.Kubeconfig, Location: "/etc/k3s.yaml (user default)", Reason: source.ReasonNotFound, Detail: "references /x.crt: missing"},
+		{Source: source.File, Location: "/d/server/tls/client-admin.crt", Reason: source.ReasonBadPEM, Detail: "bad PEM"},
+	}}
+	got := blindSpots(inv)
+	want := []string{
+		"the listener certificate /d/dynamic-cert.json: a FIFO (not_regular_file)",
+		"the listener secret kube-system/k3s-serving: API: refused (secret_unavailable)",
+		"the kubeconfig /etc/k3s.yaml: denied (permission_denied)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if blindSpots(&source.Inventory{}) != nil || blindSpots(nil) != nil {
+		t.Error("blind spots without problems")
 	}
 }
