@@ -456,7 +456,13 @@ func TestInvalidUTF8Location(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(n.dataDir, "server/tls/odd-\xff.crt"), b, 0o644); err != nil {
+	// A user file K3s still reads: a registry certificate (containerd's
+	// certs.d), the place where names are not K3s's.
+	reg := filepath.Join(n.dataDir, k3s.RegistryCertsDir, "registry.example")
+	if err := os.MkdirAll(reg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(reg, "odd-\xff.crt"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e, err := exporter.New(exporter.Options{Scan: n.scanFunc(nil), Now: fixedClock(t0.Add(time.Hour))})
@@ -467,7 +473,7 @@ func TestInvalidUTF8Location(t *testing.T) {
 		t.Fatal(err)
 	}
 	mfs := gather(t, e)
-	if ms := find(mfs, "k3scert_certificate_not_after_seconds", map[string]string{"location": filepath.Join(n.dataDir, "server/tls/odd-\uFFFD.crt")}); len(ms) != 1 {
+	if ms := find(mfs, "k3scert_certificate_not_after_seconds", map[string]string{"location": filepath.Join(reg, "odd-\uFFFD.crt")}); len(ms) != 1 {
 		t.Errorf("odd file name: %d series", len(ms))
 	}
 }

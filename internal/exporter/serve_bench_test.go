@@ -84,6 +84,9 @@ func BenchmarkServeProcess(b *testing.B) {
 			for {
 				if body := scrape(); strings.Contains(body, `k3scert_last_scan_success{node="bench"} 1`) {
 					first = time.Since(start)
+					if got := strings.Count(body, "\nk3scert_certificate_not_after_seconds{"); got < total*9/10 {
+						b.Skipf("only %d of the %d certificates are scanned (the scan reads at most 1000 registry certificates besides K3s's own files)", got, total)
+					}
 					break
 				}
 				if time.Since(start) > 2*time.Minute {
