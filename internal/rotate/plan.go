@@ -367,6 +367,14 @@ func (p Plan) Covers(f report.Finding, program k3s.Program, supervisor string) b
 	if listener {
 		return p.Listener != ListenerStatic
 	}
+	// K3s rewrites the admin kubeconfig with the renewed client-admin on
+	// every server start; server/cred kubeconfigs name renewed files by path.
+	if p.Kubeconfig != "" && (loc == p.Kubeconfig || strings.HasPrefix(loc, p.Kubeconfig+" ")) {
+		return p.Node.Role != string(k3s.RoleAgent)
+	}
+	if strings.HasPrefix(loc, filepath.Join(p.Node.DataDir, "server", "cred")+string(filepath.Separator)) {
+		return true
+	}
 	if filepath.IsAbs(loc) {
 		// A file: only the agent's table files, which every start fetches.
 		for _, s := range k3s.Specs(program, k3s.ProfileCurrent) {
