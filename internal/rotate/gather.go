@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/k3scert/k3scert/internal/check"
 	"github.com/k3scert/k3scert/internal/datastore"
@@ -101,8 +102,17 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 			in.StaticListener = true
 		}
 	}
-	if o.Secret != nil && n.Role == k3s.RoleServer {
+	switch {
+	case n.Role != k3s.RoleServer:
+	case o.Secret != nil:
 		if s, _, err := o.Secret(ctx); err == nil && IsStaticListener(s) {
+			in.StaticListener = true
+		}
+	case exists(filepath.Join(n.DataDir, "server", "db", "etcd")):
+		// Embedded etcd runs with K3s now: read the secret's static
+		// annotation there (the executor cannot, once K3s is stopped).
+		// SQLite is checked by the executor itself, offline.
+		if s, err := readSecretOnce(ctx, n); err == nil && IsStaticListener(s) {
 			in.StaticListener = true
 		}
 	}
@@ -136,6 +146,16 @@ func AdminKubeconfig(o check.Options, n check.Node, root string) (string, error)
 		return at(filepath.Clean(p)), nil
 	}
 	return at(k3s.DefaultKubeconfig(n.Program)), nil
+}
+
+// readSecretOnce reads the listener secret from the node's datastore.
+func readSecretOnce(ctx context.Context, n check.Node) (*corev1.Secret, error) {
+	st, err := DatastoreSecrets(datastore.NodeOptions{DataDir: n.DataDir, Program: n.Program, Timeout: 3 * time.Second})(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return st.Get(ctx)
 }
 
 // DefaultUnit is the service unit of a node: k3s, k3s-agent, rke2-server
