@@ -42,8 +42,8 @@ var Rows = []Profile{
 		RenewDays: 90, ListenerRenews: false, LegacyNames: true,
 		ListenerMerge: MergeV02, DynamicListener: "v0.2.0",
 		KubeAPIServerCN: cnOld, StaticListenerRespected: true,
-		Unconfirmed: []string{"listener.cattle.io/static in DL v0.2.0: not read from its code; the safe reading (user-managed) is used on every row"},
-		Evidence:    []Evidence{{"k3s-io/k3s@9977f0e65e pkg/daemons/config/types.go", "CertificateRenewDays = 90 (2020)"}, evDL02, evRename, evCN, evKCMSelf},
+		Evidence: []Evidence{{"k3s-io/k3s@9977f0e65e pkg/daemons/config/types.go", "CertificateRenewDays = 90 (2020)"}, evDL02, evRename, evCN, evKCMSelf,
+			{"rancher/dynamiclistener@v0.2.0 factory/gen.go:22,125", "listener.cattle.io/static honoured already"}},
 	},
 	{
 		Name: "v1.19.1", Versions: "v1.19.1 – v1.21.1 (all v1.19.x and v1.20.x)",

@@ -496,7 +496,7 @@ func (s Spec) resolve(p Program) Spec {
 // MatchesCN reports whether cn is what the spec expects. CAs carry
 // "<prefix>@<unix>"; node-specific CNs carry the node name.
 func (s Spec) MatchesCN(cn string) bool {
-	if s.CA {
+	if s.CA || s.SelfSigned {
 		return cn == s.CN || strings.HasPrefix(cn, s.CN+"@")
 	}
 	if strings.Contains(s.CN, "{node}") {
