@@ -51,6 +51,9 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 	if err != nil {
 		return Input{}, err
 	}
+	if g.Root == "" {
+		g.Root = o.ConfigRoot
+	}
 	kc, err := AdminKubeconfig(o, n, g.Root)
 	if err != nil {
 		return Input{}, err
@@ -127,6 +130,9 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 func AdminKubeconfig(o check.Options, n check.Node, root string) (string, error) {
 	if o.AdminKubeconfig != "" {
 		return o.AdminKubeconfig, nil
+	}
+	if root == n.ConfigRoot && (n.Config.WriteKubeconfig == "" || filepath.IsAbs(n.Config.WriteKubeconfig)) {
+		return n.AdminKubeconfig(), nil // check read the same configuration
 	}
 	at := func(p string) string {
 		if root == "" {
