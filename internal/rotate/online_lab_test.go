@@ -18,11 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-func TestMain(m *testing.M) {
-	lab.MaybeRunSupervisor()
-	os.Exit(m.Run())
-}
-
 // On a release line without the regenerate trigger (v1.19.1: dynamiclistener
 // v0.2.x, the secret wins at start) and a datastore that is not writable
 // with K3s stopped, rotate renews the secret through the real

@@ -294,7 +294,7 @@ func NewPlan(in Input) (Plan, error) {
 	add := func(name, desc string, writes ...string) {
 		p.Steps = append(p.Steps, Step{Index: len(p.Steps), Name: name, Description: desc, Writes: writes})
 	}
-	add(StepPreflight, "check CA certificates and keys (present, matching, valid), 64 MiB free for the backup, and that the datastore holding the serving secret can be read; nothing is stopped before this passes")
+	add(StepPreflight, "check CA certificates and keys (present, matching, valid), that every entry to back up can be put back exactly (no FIFO, socket or device where K3s keeps a file), that there is room for the backup, a rollback reservation and the new files, and that the backup directory and the datastore holding the serving secret can be read and written; nothing is stopped before this passes")
 	if p.Listener == ListenerOnline {
 		add(StepListenerOnline, "while "+string(in.Program)+" still runs, renew the listener certificate through the API (temporary admin certificate from client-ca): same names and key, new validity, cn-* annotations rebuilt from its SANs; "+
 			"write it to the secret "+l.Namespace+"/"+l.SecretName+" and to dynamic-cert.json, and keep the secret as it was in "+p.BackupDir+". Release line "+in.Profile.Name+
@@ -302,7 +302,7 @@ func NewPlan(in Input) (Plan, error) {
 			". A rollback restores the files but keeps this renewed secret (same CA, names and key)", p.ListenerJSON, "API secret "+l.Namespace+"/"+l.SecretName)
 	}
 	add(StepStop, "stop "+in.Service+" so nothing holds the old certificates or the datastore")
-	add(StepBackup, "write one tar.gz (0600) of server/tls, server/cred, "+in.Kubeconfig+" and the serving secret as JSON into "+p.BackupDir)
+	add(StepBackup, "stream one tar.gz (0600) of the files the K3s table names (server/tls incl. etcd/, kube-scheduler/ and kube-controller-manager/, the server/cred kubeconfigs, dynamic-cert.json), "+in.Kubeconfig+" and the serving secret as JSON, with a manifest of each entry's type, mode, owner and symlink target, into "+p.BackupDir+"; read it back and reserve room for a rollback")
 	removal := ""
 	if len(p.Removes) > 0 {
 		removal = fmt.Sprintf("; remove %d self-signed serving pairs (kube-controller-manager/kube-scheduler --cert-dir) so each component signs a new one on start", len(p.Removes))
@@ -449,7 +449,7 @@ func agentPlan(in Input) (Plan, error) {
 	}
 	add(StepPreflight, "check that the agent's CA copies (agent/server-ca.crt, agent/client-ca.crt) are present and valid")
 	add(StepStop, "stop "+in.Service)
-	add(StepBackup, "write one tar.gz (0600) of agent/ into "+p.BackupDir)
+	add(StepBackup, "stream one tar.gz (0600) of the agent's own certificates, keys and kubeconfigs (agent/*.crt, *.key, *.kubeconfig; never containerd, images, kubelet state or pod manifests), with a manifest of each entry's type, mode and owner, into "+p.BackupDir)
 	add(StepStart, "start "+in.Service+": the agent fetches fresh client-kubelet, serving-kubelet, kube-proxy and controller certificates from its server", abs("agent"))
 	add(StepVerify, fmt.Sprintf("verify: every agent certificate is valid now and in %d days, check finds nothing critical; on failure roll back from the backup", in.VerifyDays))
 	return p, nil

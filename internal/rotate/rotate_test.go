@@ -103,7 +103,12 @@ func sameTree(t *testing.T, want, got map[string]string) {
 // datastore holding the listener secret.
 func genNodeWithDatastore(t *testing.T) (dataDir, kubeconfig string) {
 	t.Helper()
-	root := t.TempDir()
+	return genNodeIn(t, t.TempDir())
+}
+
+// genNodeIn is genNodeWithDatastore under root (e.g. a small tmpfs).
+func genNodeIn(t *testing.T, root string) (dataDir, kubeconfig string) {
+	t.Helper()
 	dataDir = filepath.Join(root, "var/lib/rancher/k3s")
 	kubeconfig = filepath.Join(root, "etc/rancher/k3s/k3s.yaml")
 	o := k3sgen.Options{DataDir: dataDir, Profile: k3s.ProfileV118, Kubeconfig: kubeconfig, Listener: true}
@@ -537,8 +542,8 @@ func TestRegenerate(t *testing.T) {
 
 // A data dir the rotation cannot write to: tests run as root, which
 // ignores permission bits, so the backup directory's path is taken by a
-// regular file instead. The backup step fails before anything changed;
-// the rotation rolls back (starts K3s again) and the node is as before.
+// regular file instead. The preflight sees it before anything is stopped;
+// the node is as before. (Faults after the preflight: faults_test.go.)
 func TestUnwritableDataDir(t *testing.T) {
 	dataDir, kc := genNodeWithDatastore(t)
 	clock := func() time.Time { return install.Add(time.Minute) }
@@ -550,11 +555,11 @@ func TestUnwritableDataDir(t *testing.T) {
 	var calls []string
 	secrets := rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: dataDir, Program: k3s.K3s})
 	err := (&rotate.Executor{Plan: p, Service: fakeService{calls: &calls, clock: clock}, Secrets: secrets, Now: clock}).Apply(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "backup") || !strings.Contains(err.Error(), "rolled back") {
-		t.Fatalf("err = %v, want a backup failure and a rollback", err)
+	if err == nil || !strings.Contains(err.Error(), "preflight") || !strings.Contains(err.Error(), "not a directory") || !strings.Contains(err.Error(), "never stopped") {
+		t.Fatalf("err = %v, want a preflight refusal naming the backup directory", err)
 	}
 	sameTree(t, before, hashTree(t, dataDir, kc))
-	if strings.Join(calls, ",") != "stop,stop,start" {
-		t.Errorf("service calls %v, want stop (rotation), stop+start (rollback)", calls)
+	if len(calls) != 0 {
+		t.Errorf("service calls %v, want none", calls)
 	}
 }
