@@ -15,6 +15,7 @@ import (
 	"github.com/k3scert/k3scert/internal/nodeconfig"
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
+	"github.com/k3scert/k3scert/internal/source"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -83,23 +84,32 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 			continue
 		}
 		p := filepath.Join(n.DataDir, filepath.FromSlash(s.Cert))
-		if _, err := os.Stat(p); err == nil {
-			in.Present[s.Cert] = true
-			paths = append(paths, p)
-			if selfManaged(n.DataDir, s, byID) {
-				in.SelfSigned[s.Cert] = true
-			}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		in.Present[s.Cert] = true
+		if !fi.Mode().IsRegular() {
+			// Never opened here (a FIFO would block); the preflight
+			// refuses what the backup cannot represent.
+			continue
+		}
+		paths = append(paths, p)
+		if selfManaged(n.DataDir, s, byID) {
+			in.SelfSigned[s.Cert] = true
 		}
 	}
 	in.Leftovers = presentLeftovers(n.DataDir, n.Program, n.Profile)
 	ljson := filepath.Join(n.DataDir, filepath.FromSlash(k3s.ListenerSpec(n.Program).JSONPath))
-	paths = append(paths, ljson)
+	if fi, err := os.Lstat(ljson); err == nil && fi.Mode().IsRegular() {
+		paths = append(paths, ljson)
+	}
 	for _, p := range paths {
 		if fs, err := Fingerprint(p); err == nil {
 			in.Inputs = append(in.Inputs, fs)
 		}
 	}
-	if b, err := os.ReadFile(ljson); err == nil && len(b) > 0 {
+	if b, err := source.ReadFile(ljson); err == nil && len(b) > 0 {
 		var s corev1.Secret
 		if json.Unmarshal(b, &s) == nil && IsStaticListener(&s) {
 			in.StaticListener = true
@@ -194,11 +204,11 @@ func selfManaged(dataDir string, s k3s.Spec, byID map[string]k3s.Spec) bool {
 	if !ok {
 		return false
 	}
-	lb, err := os.ReadFile(filepath.Join(dataDir, filepath.FromSlash(s.Cert)))
+	lb, err := source.ReadFile(filepath.Join(dataDir, filepath.FromSlash(s.Cert)))
 	if err != nil {
 		return false
 	}
-	cb, err := os.ReadFile(filepath.Join(dataDir, filepath.FromSlash(ca.Cert)))
+	cb, err := source.ReadFile(filepath.Join(dataDir, filepath.FromSlash(ca.Cert)))
 	if err != nil {
 		return false
 	}
