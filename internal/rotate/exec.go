@@ -322,7 +322,10 @@ func (e *Executor) run(ctx context.Context, j *journal, from int, backup string)
 			err = j.write(rec)
 		}
 		if err != nil {
-			err = e.explain(err)
+			if errors.Is(err, datastore.ErrConflict) || s.Name == StepListener || s.Name == StepBackup {
+				// Write failures that do not name their cause.
+				err = e.explain(err)
+			}
 			e.emit(Event{Step: s, State: "failed", Err: err, Duration: e.now().Sub(start)})
 			j.write(record{T: "failed", Step: i, Name: s.Name, At: e.now(), Error: err.Error()})
 			return e.fail(ctx, j, s, err, backup)
