@@ -78,6 +78,14 @@ type Executor struct {
 	// rollback in the same run need not touch an unwritten secret).
 	secretWritten bool
 	secretKnown   bool // this process ran every step that could write it
+	onlineKept    int  // copies of the secret kept before the listener-online step
+}
+
+// keptSecrets counts the copies of the secret listener-online keeps
+// before it writes through the API.
+func (e *Executor) keptSecrets() int {
+	m, _ := filepath.Glob(filepath.Join(e.Plan.BackupDir, "listener-secret-*.json"))
+	return len(m)
 }
 
 // trackedStore notes a successful write of the secret.
@@ -349,6 +357,14 @@ func (e *Executor) fail(ctx context.Context, j *journal, s Step, err error, back
 	re := &RunError{Step: s.Name, Err: err, Backup: backup, Journal: e.Plan.Journal}
 	stop := indexOf(e.Plan, StepStop)
 	switch {
+	case s.Name == StepListenerOnline && e.keptSecrets() > e.onlineKept:
+		// K3s still runs; the step got as far as keeping the secret, so
+		// it may have been renewed through the API (still valid: same CA,
+		// names and key).
+		j.write(record{T: "aborted", At: e.now()})
+		re.Outcome = Outcome{Certs: CertsOld, Running: true,
+			Problems: []string{"the serving secret may have been renewed through the API (valid, same CA, names and key); the secret as it was is kept in " + e.Plan.BackupDir}}
+		return re
 	case s.Index < stop:
 		j.write(record{T: "aborted", At: e.now()})
 		re.Outcome = Outcome{Certs: CertsOld, Running: true, Identical: true}
@@ -443,6 +459,9 @@ func (e *Executor) step(ctx context.Context, s Step, backup *string) (string, er
 			err = e.settle(*backup)
 		}
 		return d, err
+	case StepListenerOnline:
+		e.onlineKept = e.keptSecrets()
+		return e.listenerOnline(ctx)
 	case StepStart:
 		return "started " + e.Service.Name(), e.start(ctx)
 	case StepVerify:

@@ -458,8 +458,12 @@ func TestAgentRotation(t *testing.T) {
 	}
 }
 
-// A node whose datastore stops with K3s (embedded etcd: no state.db) gets
-// a plan that renews dynamic-cert.json only, and says why.
+// A v1.18 node whose datastore stops with K3s (embedded etcd: no
+// state.db): its dynamiclistener (v0.2.0) lets the old secret overwrite a
+// renewed dynamic-cert.json at start and it has no regenerate trigger
+// (audit W4), so the plan renews the secret through the API before the
+// stop, and --method regenerate is refused with the reason. Every row is
+// covered by TestEmbeddedEtcdListenerPerRow.
 func TestPlanWithoutOfflineSecret(t *testing.T) {
 	root := t.TempDir()
 	dataDir := filepath.Join(root, "var/lib/rancher/k3s")
@@ -478,26 +482,21 @@ func TestPlanWithoutOfflineSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := func() time.Time { return install.Add(time.Minute) }
-	p := planFor(t, dataDir, kc, clock())
-	var listener rotate.Step
-	for _, s := range p.Steps {
-		if s.Name == rotate.StepListener {
-			listener = s
-		}
-	}
-	if p.SecretKey != "" || len(listener.Writes) != 1 || !strings.Contains(listener.Description, "embedded etcd") {
-		t.Fatalf("plan without an offline datastore: secret key %q, listener step %+v", p.SecretKey, listener)
-	}
-	var calls []string
-	e := &rotate.Executor{Plan: p, Service: fakeService{calls: &calls, gen: &o, clock: clock}, Now: clock}
-	if err := e.Apply(context.Background()); err != nil {
+	co := check.Options{DataDir: dataDir, Profile: "v1.18", AdminKubeconfig: kc, At: clock(), NoEndpoint: true}
+	in, err := rotate.Gather(context.Background(), co, rotate.MethodRenew, "fake k3s", rotate.DescribeDatastore(dataDir))
+	if err != nil {
 		t.Fatal(err)
 	}
-	r := checkAt(t, dataDir, kc, clock())
-	for _, f := range r.Findings {
-		if f.Severity == report.Critical {
-			t.Errorf("critical after rotation: %s %s", f.Code, f.Message)
-		}
+	p, err := rotate.NewPlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Listener != rotate.ListenerOnline || p.SecretKey != "" || !strings.Contains(p.Summary(), "k3s-io/k3s#5163") {
+		t.Fatalf("plan: listener %q, secret key %q:\n%s", p.Listener, p.SecretKey, p.Summary())
+	}
+	in.Method = rotate.MethodRegenerate
+	if _, err := rotate.NewPlan(in); err == nil || !strings.Contains(err.Error(), "k3s-io/k3s#5163") || !strings.Contains(err.Error(), "embedded etcd") {
+		t.Fatalf("regenerate plan: %v, want a refusal naming the datastore and the reason", err)
 	}
 }
 
