@@ -43,7 +43,7 @@ bench:
 # Issue 11's budgets, each against its baseline in the same run (bench/README.md).
 # BEFORE=path/to/an/older/k3scert measures that binary too, interleaved.
 bench-budget:
-	K3SCERT_BENCH_BEFORE=$(BEFORE) $(GO) test -run '^$$' -bench 'Budget' -benchtime 10x -timeout 30m ./bench/
+	K3SCERT_BENCH_BEFORE=$(BEFORE) $(GO) test -run '^TestSameReport$$' -v -bench 'Budget' -benchtime 10x -timeout 30m ./bench/
 
 # Both exporters on the same generated certificates, interleaved, paired ratios.
 # PEER=path/to/x509-certificate-exporter (see bench/README.md); skips without it.

@@ -121,8 +121,10 @@ func runHelp(b *testing.B, bin string) helpRun {
 
 // BenchmarkBudgetHelp: `k3scert --help` start-up: package init time (the
 // sum GODEBUG=inittrace=1 prints; budget ≤ 10 ms), the number of package
-// inits, and peak RSS (budget ≤ 40 MiB); medians over b.N interleaved runs.
-// The baseline is the budget itself (printed as a ratio, ≤ 1 is within).
+// inits, and peak RSS (budget ≤ 40 MiB); medians over b.N interleaved runs,
+// and the fastest run's init sum: init times are wall clock, and on a
+// loaded machine preemption only ever adds to them. The baseline is the
+// budget itself (printed as a ratio, ≤ 1 is within).
 func BenchmarkBudgetHelp(b *testing.B) {
 	cs := contenders(b)
 	runs := map[string][]helpRun{}
@@ -141,11 +143,16 @@ func BenchmarkBudgetHelp(b *testing.B) {
 			rss = append(rss, float64(r.rssKiB)/1024)
 		}
 		mi, mr := median(ms), median(rss)
+		lo := ms[0]
+		for _, x := range ms {
+			lo = min(lo, x)
+		}
 		b.ReportMetric(mi, "init-ms-"+c.name)
+		b.ReportMetric(lo, "init-ms-min-"+c.name)
 		b.ReportMetric(float64(runs[c.name][0].inits), "inits-"+c.name)
 		b.ReportMetric(mr, "rss-MiB-"+c.name)
-		b.Logf("%-6s --help: %d inits, %.1f ms init (budget %.0f: ×%.2f), peak RSS %.1f MiB (budget %.0f: ×%.2f)",
-			c.name, runs[c.name][0].inits, mi, budgetInitMs, mi/budgetInitMs, mr, budgetRSSMiB, mr/budgetRSSMiB)
+		b.Logf("%-6s --help: %d inits, %.1f ms init, fastest run %.1f ms (budget %.0f: ×%.2f, fastest ×%.2f), peak RSS %.1f MiB (budget %.0f: ×%.2f)",
+			c.name, runs[c.name][0].inits, mi, lo, budgetInitMs, mi/budgetInitMs, lo/budgetInitMs, mr, budgetRSSMiB, mr/budgetRSSMiB)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/k3scert/k3scert/internal/cliutil"
 	"github.com/k3scert/k3scert/internal/lab"
+	"github.com/k3scert/k3scert/internal/report"
 	"github.com/spf13/cobra"
 )
 
@@ -30,6 +31,6 @@ func main() {
 	root.SetArgs(os.Args[1:])
 	if err := root.Execute(); err != nil {
 		cliutil.PrintError(os.Stderr, err)
-		os.Exit(1)
+		os.Exit(report.ExitUnknown) // as every k3scert command on error
 	}
 }
