@@ -189,11 +189,11 @@ func BenchmarkPeer(b *testing.B) {
 		}},
 		{name: "peer", metric: "x509_cert_not_after", env: []string{"XDG_CONFIG_HOME=" + cfgHome}, argv: func(dir, addr string) []string {
 			tls := filepath.Join(dir, "k3s", "server", "tls")
-			return []string{peer, "--watch-dir", filepath.Join(tls, "bulk"), "--watch-file", filepath.Join(tls, "server-ca.crt"), "--listen-address", addr}
+			return []string{peer, "--watch-dir", filepath.Join(tls, bulkSubdir), "--watch-file", filepath.Join(tls, "server-ca.crt"), "--listen-address", addr}
 		}},
 	}
 	for _, n := range peerSizes(b) {
-		dir := cached(b, fmt.Sprintf("bulk-%d", n), func(d string) error { return genBulk(d, n) })
+		dir := cached(b, fmt.Sprintf(bulkCache, n), func(d string) error { return genBulk(d, n) })
 		want := n + 1 // the leaves and the CA
 		runs := map[string][]peerRun{}
 		for i := range b.N {
