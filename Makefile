@@ -6,7 +6,7 @@ GO        ?= go
 LAB_BIN   ?= $(CURDIR)/bin
 export K3SCERT_LAB_BIN ?= $(LAB_BIN)
 
-.PHONY: all build test test-short lab-bin demo bench bench-budget bench-peer fuzz vet fmt clean
+.PHONY: clean-lab all build test test-short lab-bin demo bench bench-budget bench-peer fuzz vet fmt clean
 
 all: build
 
@@ -16,6 +16,10 @@ all: build
 build:
 	$(GO) build -o bin/k3scert ./cmd/k3scert
 	$(GO) build -o bin/k3scert-lab ./cmd/k3scert-lab
+
+clean: clean-lab
+clean-lab:
+	rm -f bin/k3scert-lab
 
 # Builds kube-apiserver and kine from the pins in tools/labbin, once per pin.
 lab-bin:
@@ -56,4 +60,4 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s ./$$t || exit 1; done; done
 
 clean:
-	rm -rf bin/k3scert bin/k3scert-lab
+	rm -rf bin/k3scert

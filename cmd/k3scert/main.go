@@ -25,12 +25,14 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCheckCmd(), movedLabCmd())
+	root.AddCommand(newCheckCmd())
 	for _, f := range extraCommands {
 		root.AddCommand(f())
 	}
 	return root
 }
+
+func init() { extraCommands = append(extraCommands, movedLabCmd) }
 
 // movedLabCmd answers `k3scert lab ...` with where the lab went: its own
 // command, so that this binary links none of its parts.
