@@ -25,6 +25,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	setVersion(root)
 	root.AddCommand(newCheckCmd())
 	for _, f := range extraCommands {
 		root.AddCommand(f())
