@@ -1,8 +1,8 @@
 // Package lab is an emulated K3s server node built from the real upstream
 // parts: kine on SQLite at server/db/state.db, kube-apiserver (built from
 // k8s.io/kubernetes) on the node's own certificates, and a supervisor
-// listener made with rancher/dynamiclistener exactly as K3s wires it,
-// proxying to the apiserver. Certificates are generated and renewed on each
+// listener built from the rancher/dynamiclistener release of the node's
+// era, wired as that K3s line wired it, proxying to the apiserver. Certificates are generated and renewed on each
 // start following internal/k3s and the node's version profile; time moves
 // by re-signing certificates into the past, never by touching the clock.
 //
@@ -13,7 +13,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +39,9 @@ type Options struct {
 	// config in server/cred/encryption-config.json, as
 	// `k3s server --secrets-encryption` does.
 	SecretsEncryption bool
+	// Listener is the dynamiclistener release of the :6443 supervisor
+	// ("v0.2.0", ...); empty: the era of Profile (ListenerFor).
+	Listener string
 	// Log receives one line per lab action; nil discards.
 	Log func(format string, args ...any)
 }
@@ -52,6 +54,12 @@ type Node struct {
 	kubecfg string
 	offset  time.Duration
 	started bool
+
+	listener Listener
+	supBin   string
+	supDesc  SupervisorDescription
+	// supStarted is when the running supervisor process was started.
+	supStarted time.Time
 
 	kine, apiserver, supervisor *proc
 }
@@ -70,7 +78,19 @@ func New(o Options) (*Node, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
+	lst := ListenerFor(o.Profile)
+	if o.Listener != "" {
+		var err error
+		if lst, err = ListenerByRelease(o.Listener); err != nil {
+			return nil, err
+		}
+	}
 	bins, err := FindBins()
+	if err != nil {
+		return nil, err
+	}
+	supBin := bins.Supervisors[lst.Binary()]
+	desc, err := DescribeSupervisor(supBin, lst)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +106,7 @@ func New(o Options) (*Node, error) {
 		return nil, err
 	}
 	o.Root = abs
-	n := &Node{o: o, bins: bins,
+	n := &Node{o: o, bins: bins, listener: lst, supBin: supBin, supDesc: desc,
 		dataDir: filepath.Join(abs, "var", "lib", "rancher", string(o.Program)),
 		kubecfg: filepath.Join(abs, "etc", "rancher", string(o.Program), string(o.Program)+".yaml")}
 	return n, nil
@@ -100,6 +120,13 @@ func (n *Node) Kubeconfig() string { return n.kubecfg }
 
 // Profile is the node's version profile.
 func (n *Node) Profile() k3s.Profile { return n.o.Profile }
+
+// Listener is the dynamiclistener era the node's supervisor runs.
+func (n *Node) Listener() Listener { return n.listener }
+
+// ListenerLabel names the listener code the node runs, for reports:
+// "dynamiclistener v0.2.0 (real)".
+func (n *Node) ListenerLabel() string { return n.supDesc.Label() }
 
 // Program is k3s or rke2.
 func (n *Node) Program() k3s.Program { return n.o.Program }
@@ -258,15 +285,8 @@ func (n *Node) startProcs(ctx context.Context) (err error) {
 	if err := n.waitReady(ctx, 60*time.Second); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
-	dns, _ := n.genOptions().ListenerSANs()
-	cfg := SupervisorConfig{DataDir: n.dataDir, Program: n.o.Program, Profile: n.o.Profile.Name, Port: n.o.SupervisorPort,
-		APIServerPort: n.o.APIServerPort, SANs: append(dns, "127.0.0.1", k3s.ServiceIP), RegenerateFile: n.o.Profile.RotateCommand}
-	b, _ := json.Marshal(cfg)
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	n.supervisor, err = startProc("supervisor", n.logPath("supervisor"), []string{supervisorEnv + "=" + string(b)}, self)
+	n.supStarted = time.Now()
+	n.supervisor, err = startProc("supervisor", n.logPath("supervisor"), nil, n.supBin, n.supervisorArgs()...)
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,9 @@ type Step struct {
 	Created             []string             `json:"created,omitempty"` // files K3s created at this start (first start)
 	Renewed             []string             `json:"renewed,omitempty"` // files K3s reissued at this start
 	Note                string               `json:"note,omitempty"`
+	// ListenerEvent says what the listener's own expiry check did before
+	// this observation, on eras that have one (see Node.waitFirstCheck).
+	ListenerEvent string `json:"listenerEvent,omitempty"`
 }
 
 // X509Expired is the text both kubectl v1.20 and v1.32 print for an
@@ -70,6 +73,7 @@ func (n *Node) Observe(ctx context.Context, name, action string, day int) Step {
 		return st
 	}
 	n.served() // wake the listener
+	st.ListenerEvent = n.waitFirstCheck(ctx)
 	var jsonC, secC *x509.Certificate
 	for i := 0; i < 80; i++ {
 		jsonC = n.jsonCert()
@@ -94,6 +98,37 @@ func (n *Node) Observe(ctx context.Context, name, action string, day int) Step {
 	st.KubectlOK, st.KubectlError = n.kubectl(ctx)
 	st.ClientGoOK, st.ClientGoError = n.clientGo(ctx)
 	return st
+}
+
+// waitFirstCheck lets a listener era that renews its own certificate
+// (ExpirationDaysCheck) run its first expiry check before the node is
+// observed, as it would on a K3s node that has been up for a minute: the
+// check runs once the first certificate is loaded (v0.3.1+) or 30 s after
+// the listener started (v0.2.1), then every 6 hours. If what :6443 serves
+// is inside the renewal window, it waits until the served certificate
+// changes or the first check is FirstCheck + 20 s behind, and says which.
+func (n *Node) waitFirstCheck(ctx context.Context) string {
+	if !n.listener.ExpirationDaysCheck || n.supervisor == nil {
+		return ""
+	}
+	c := n.served()
+	if c == nil {
+		return ""
+	}
+	window := time.Duration(n.o.Profile.RenewDays) * 24 * time.Hour
+	if time.Until(c.NotAfter) > window {
+		return ""
+	}
+	deadline := n.supStarted.Add(n.listener.FirstCheck + 20*time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if now := n.served(); now != nil && !bytes.Equal(now.Raw, c.Raw) {
+			return fmt.Sprintf("dynamiclistener %s renewed the served certificate %.0fs after the listener started (its expiry check)",
+				n.listener.Release, time.Since(n.supStarted).Seconds())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return fmt.Sprintf("dynamiclistener %s still serves a certificate inside its %d-day window %.0fs after the listener started",
+		n.listener.Release, n.o.Profile.RenewDays, time.Since(n.supStarted).Seconds())
 }
 
 func readFirstCert(path string) *x509.Certificate {

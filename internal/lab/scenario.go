@@ -18,8 +18,14 @@ type Result struct {
 	Kind       string `json:"kind"`
 	Scenario   string `json:"scenario"`
 	Profile    string `json:"profile"`
-	Remedy     string `json:"remedy"`
-	Steps      []Step `json:"steps"`
+	// Line is the release line replayed (Lines), when the run named one.
+	Line string `json:"line,omitempty"`
+	// Listener names the code the :6443 supervisor ran:
+	// "dynamiclistener v0.2.0 (real)" — the binary built from that
+	// release, as reported by the binary itself.
+	Listener string `json:"listener"`
+	Remedy   string `json:"remedy"`
+	Steps    []Step `json:"steps"`
 	// Reproduced: the reference failure happened (files renewed, listener
 	// stale, kubectl failing with the x509 expiry error).
 	Reproduced bool `json:"reproduced"`
@@ -100,6 +106,12 @@ func (n *Node) jsonPath() string {
 type RunOptions struct {
 	Scenario string
 	Profile  k3s.Profile
+	// Line, when set, replays a release line: its profile and listener
+	// era override Profile and Listener.
+	Line string
+	// Listener is the dynamiclistener release of the supervisor; empty:
+	// the era of Profile (ListenerFor).
+	Listener string
 	Remedy   string
 	Root     string // the node's root; must be empty or absent
 	Log      func(format string, args ...any)
@@ -118,18 +130,26 @@ func Run(ctx context.Context, o RunOptions) (Result, *Node, error) {
 	if o.Remedy == "" {
 		o.Remedy = "none"
 	}
-	r := Result{APIVersion: "k3scert/v1alpha1", Kind: "LabRun", Scenario: o.Scenario, Profile: o.Profile.Name, Remedy: o.Remedy}
+	if o.Line != "" {
+		l, err := LineByName(o.Line)
+		if err != nil {
+			return Result{}, nil, err
+		}
+		o.Profile, o.Listener = l.Profile, l.Listener.Release
+	}
+	r := Result{APIVersion: "k3scert/v1alpha1", Kind: "LabRun", Scenario: o.Scenario, Profile: o.Profile.Name, Line: o.Line, Remedy: o.Remedy}
 	if o.Remedy != "none" && remedyFuncs[o.Remedy] == nil {
 		return r, nil, fmt.Errorf("unknown remedy %q (want one of %s)", o.Remedy, strings.Join(Remedies, ", "))
 	}
 	if o.Scenario != "scenario1" && o.Scenario != "scenario2" {
 		return r, nil, fmt.Errorf("unknown scenario %q (want scenario1, scenario2 or all)", o.Scenario)
 	}
-	n, err := New(Options{Root: o.Root, Profile: o.Profile, Log: o.Log})
+	n, err := New(Options{Root: o.Root, Profile: o.Profile, Listener: o.Listener, Log: o.Log})
 	if err != nil {
 		return r, nil, err
 	}
 	r.DataDir = n.DataDir()
+	r.Listener = n.ListenerLabel()
 	keep := false
 	defer func() {
 		if !keep {

@@ -1,0 +1,148 @@
+package lab_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/k3scert/k3scert/internal/k3s"
+	"github.com/k3scert/k3scert/internal/lab"
+)
+
+// Every era's supervisor binary says it is built from its dynamiclistener
+// release (read from the binary's build information, not configured) and
+// has exactly the era's options.
+func TestSupervisorBinariesAreTheirEra(t *testing.T) {
+	requireLab(t)
+	bins, err := lab.FindBins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lab.Listeners {
+		d, err := lab.DescribeSupervisor(bins.Supervisors[l.Binary()], l)
+		if err != nil {
+			t.Errorf("%s: %v", l.Release, err)
+			continue
+		}
+		if d.Version != l.Release || d.Label() != "dynamiclistener "+l.Release+" (real)" {
+			t.Errorf("%s: binary reports %s, label %q", l.Release, d.Version, d.Label())
+		}
+		t.Logf("%s: %+v (%s)", l.Binary(), d.Features, d.Go)
+	}
+	// Describe refuses a binary that is not the era it is asked for.
+	if _, err := lab.DescribeSupervisor(bins.Supervisors[lab.ListenerV020.Binary()], lab.ListenerV034); err == nil {
+		t.Error("the v0.2.0 binary passed as v0.3.4")
+	}
+}
+
+// Each profile runs the listener of its era unless told otherwise, and the
+// lines cover every era once.
+func TestProfileEras(t *testing.T) {
+	for p, want := range map[string]string{"v1.18": "v0.2.0", "v1.19+": "v0.3.4", "current": "v0.9.4"} {
+		prof, err := k3s.ProfileByName(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := lab.ListenerFor(prof).Release; got != want {
+			t.Errorf("profile %s: listener %s, want %s", p, got, want)
+		}
+	}
+	seen := map[string]bool{}
+	for _, l := range lab.Lines {
+		if seen[l.Listener.Release] {
+			t.Errorf("era %s replayed by two lines", l.Listener.Release)
+		}
+		seen[l.Listener.Release] = true
+	}
+	if len(seen) != len(lab.Listeners) {
+		t.Errorf("lines cover %d of %d eras", len(seen), len(lab.Listeners))
+	}
+	if _, err := lab.ListenerByRelease("v0.1.0"); err == nil {
+		t.Error("an unbuilt release was accepted")
+	}
+}
+
+// The reference scenarios on the release lines between v1.18 and today,
+// each with the dynamiclistener release it shipped. The replays report
+// what the real code of each era does.
+func TestScenariosPerEra(t *testing.T) {
+	requireLab(t)
+	for _, line := range []string{"v1.19-v1.20", "v1.21.8-v1.24.2", "v1.24.3-v1.33.0"} {
+		t.Run(line, func(t *testing.T) {
+			t.Parallel()
+			l, _ := lab.LineByName(line)
+			for _, sc := range lab.Scenarios {
+				r := run(t, lab.RunOptions{Scenario: sc, Line: line})
+				if want := "dynamiclistener " + l.Listener.Release + " (real)"; r.Listener != want {
+					t.Errorf("%s: listener %q, want %q", sc, r.Listener, want)
+				}
+				checkEra(t, l, sc, r)
+			}
+		})
+	}
+}
+
+func checkEra(t *testing.T, l lab.Line, sc string, r lab.Result) {
+	t.Helper()
+	last := r.Steps[len(r.Steps)-1]
+	for _, s := range r.Steps {
+		if s.ListenerEvent != "" {
+			t.Logf("%s %s: %s", sc, s.Name, s.ListenerEvent)
+		}
+	}
+	switch l.Listener.Release {
+	case "v0.2.1", "v0.3.4":
+		// The listener renews itself near expiry, and the renewal survives
+		// the secret: the reference failure does not happen.
+		if r.Reproduced {
+			t.Errorf("%s on %s: reproduced, want not: %s", sc, l.Name, r.Summary)
+		}
+		assertWorks(t, last)
+		if !strings.Contains(last.ListenerEvent+stepEvents(r), "renewed") {
+			t.Errorf("%s on %s: no listener renewal reported", sc, l.Name)
+		}
+	}
+}
+
+func stepEvents(r lab.Result) string {
+	var b strings.Builder
+	for _, s := range r.Steps {
+		b.WriteString(s.ListenerEvent + "\n")
+	}
+	return b.String()
+}
+
+// The dynamic-cert-regenerate trigger (`k3s certificate rotate`) makes the
+// listener sign a new certificate with a new key at start and is removed,
+// on the eras that have the hook.
+func TestRegenerateTrigger(t *testing.T) {
+	requireLab(t)
+	t.Parallel()
+	ctx := context.Background()
+	n, err := lab.New(lab.Options{Root: t.TempDir(), Profile: k3s.ProfileV119, Listener: "v0.3.3", Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := n.Observe(ctx, "before", "", 0)
+	trigger := filepath.Join(n.DataDir(), filepath.FromSlash(k3s.ListenerSpec(n.Program()).Trigger))
+	if err := os.WriteFile(trigger, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := n.Observe(ctx, "after", "", 0)
+	assertWorks(t, after)
+	if after.ServedSHA256 == before.ServedSHA256 {
+		t.Errorf("the trigger did not change the served certificate")
+	}
+	if _, err := os.Stat(trigger); !os.IsNotExist(err) {
+		t.Errorf("trigger still present after start: %v", err)
+	}
+}
