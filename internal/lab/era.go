@@ -146,18 +146,20 @@ var describeCache sync.Map // binary path -> SupervisorDescription
 // DescribeSupervisor runs `<bin> --describe` and checks that the binary is
 // what the era says: the same dynamiclistener release, the same features.
 func DescribeSupervisor(bin string, l Listener) (SupervisorDescription, error) {
-	if v, ok := describeCache.Load(bin); ok {
-		return v.(SupervisorDescription), nil
-	}
 	var d SupervisorDescription
-	var out, errb bytes.Buffer
-	cmd := exec.Command(bin, "--describe")
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return d, fmt.Errorf("%s --describe: %v: %s", bin, err, strings.TrimSpace(errb.String()))
-	}
-	if err := json.Unmarshal(out.Bytes(), &d); err != nil {
-		return d, fmt.Errorf("%s --describe: %w", bin, err)
+	if v, ok := describeCache.Load(bin); ok {
+		d = v.(SupervisorDescription)
+	} else {
+		var out, errb bytes.Buffer
+		cmd := exec.Command(bin, "--describe")
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			return d, fmt.Errorf("%s --describe: %v: %s", bin, err, strings.TrimSpace(errb.String()))
+		}
+		if err := json.Unmarshal(out.Bytes(), &d); err != nil {
+			return d, fmt.Errorf("%s --describe: %w", bin, err)
+		}
+		describeCache.Store(bin, d)
 	}
 	switch {
 	case d.Protocol != supervisorProtocol:
@@ -167,7 +169,6 @@ func DescribeSupervisor(bin string, l Listener) (SupervisorDescription, error) {
 	case d.Features.ExpirationDaysCheck != l.ExpirationDaysCheck || d.Features.RegenerateCerts != l.RegenerateCerts:
 		return d, fmt.Errorf("%s features %+v disagree with the lab's era table for %s", bin, d.Features, l.Release)
 	}
-	describeCache.Store(bin, d)
 	return d, nil
 }
 

@@ -86,32 +86,46 @@ func TestScenariosPerEra(t *testing.T) {
 
 func checkEra(t *testing.T, l lab.Line, sc string, r lab.Result) {
 	t.Helper()
-	last := r.Steps[len(r.Steps)-1]
 	for _, s := range r.Steps {
 		if s.ListenerEvent != "" {
 			t.Logf("%s %s: %s", sc, s.Name, s.ListenerEvent)
 		}
 	}
+	last := r.Steps[len(r.Steps)-1]
+	// The step at which the listener first starts with a certificate
+	// inside its window after a K3s restart or a clock move.
+	renewing := map[string]string{"scenario1": "restart", "scenario2": "in-renew-window"}[sc]
+	ev := stepByName(t, r, renewing).ListenerEvent
 	switch l.Listener.Release {
 	case "v0.2.1", "v0.3.4":
-		// The listener renews itself near expiry, and the renewal survives
-		// the secret: the reference failure does not happen.
+		// The listener renews itself near expiry and the renewal
+		// survives the secret: the reference failure does not happen.
 		if r.Reproduced {
 			t.Errorf("%s on %s: reproduced, want not: %s", sc, l.Name, r.Summary)
 		}
 		assertWorks(t, last)
-		if !strings.Contains(last.ListenerEvent+stepEvents(r), "renewed") {
-			t.Errorf("%s on %s: no listener renewal reported", sc, l.Name)
+		if !strings.Contains(ev, "renewed the certificate it started with (") {
+			t.Errorf("%s on %s: at %s the listener event is %q, want a renewal", sc, l.Name, renewing, ev)
 		}
+	case "v0.3.3":
+		// Merge without the expiry test (factory/gen.go@v0.3.3): the
+		// renewal made before the secret storage starts is replaced by
+		// the secret's copy when the storage starts (k3s #5163). That is
+		// the order on K3s, where the listener starts before the
+		// apiserver; should the storage win the race here, the renewal
+		// is kept and the node works.
+		if r.Reproduced {
+			if !strings.Contains(r.Summary, "put the old one back") {
+				t.Errorf("%s on %s: reproduced without a listener event: %s", sc, l.Name, r.Summary)
+			}
+			t.Logf("%s on %s: the secret replaced the renewed certificate (k3s #5163)", sc, l.Name)
+		} else {
+			assertWorks(t, last)
+			t.Logf("%s on %s: the renewal won this time: %s", sc, l.Name, ev)
+		}
+	default:
+		t.Fatalf("no expectation for %s", l.Listener.Release)
 	}
-}
-
-func stepEvents(r lab.Result) string {
-	var b strings.Builder
-	for _, s := range r.Steps {
-		b.WriteString(s.ListenerEvent + "\n")
-	}
-	return b.String()
 }
 
 // The dynamic-cert-regenerate trigger (`k3s certificate rotate`) makes the

@@ -13,6 +13,7 @@ package lab
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -58,8 +59,14 @@ type Node struct {
 	listener Listener
 	supBin   string
 	supDesc  SupervisorDescription
-	// supStarted is when the running supervisor process was started.
-	supStarted time.Time
+	// supStarted is when the running supervisor process was started,
+	// supStartCert the dynamic-cert.json leaf it started with (nil on a
+	// first start), seen the fingerprints of every listener certificate
+	// served or in dynamic-cert.json since then.
+	supStarted   time.Time
+	supStartCert *x509.Certificate
+	seen         map[string]bool
+	supLogOffset int64
 
 	kine, apiserver, supervisor *proc
 }
@@ -285,7 +292,14 @@ func (n *Node) startProcs(ctx context.Context) (err error) {
 	if err := n.waitReady(ctx, 60*time.Second); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
+	n.seen = nil
+	n.supStartCert = n.jsonCert()
+	n.seen = map[string]bool{}
 	n.supStarted = time.Now()
+	n.supLogOffset = 0
+	if fi, err := os.Stat(n.logPath("supervisor")); err == nil {
+		n.supLogOffset = fi.Size()
+	}
 	n.supervisor, err = startProc("supervisor", n.logPath("supervisor"), nil, n.supBin, n.supervisorArgs()...)
 	if err != nil {
 		return err

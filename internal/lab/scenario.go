@@ -219,7 +219,7 @@ func Run(ctx context.Context, o RunOptions) (Result, *Node, error) {
 			r.Steps[len(r.Steps)-1].Note = jsonOnlyNote(failed, s)
 		}
 	}
-	r.Summary = summarize(r)
+	r.Summary = summarize(r, failed)
 	r.Seconds = time.Since(start).Seconds()
 	if o.Keep {
 		keep = true
@@ -254,7 +254,7 @@ func jsonOnlyNote(before, after Step) string {
 	return "the race was still running: the listener served the new certificate to one connection and the expired one to kubectl moments later"
 }
 
-func summarize(r Result) string {
+func summarize(r Result, failed Step) string {
 	var b strings.Builder
 	if r.Reproduced {
 		fmt.Fprintf(&b, "reproduced: files renewed, the :6443 listener kept its expired certificate, kubectl failed with %q", X509Expired)
@@ -267,6 +267,9 @@ func summarize(r Result) string {
 				fmt.Fprintf(&b, "not reproduced as in the reference: kubectl failed with %q", last.KubectlError)
 			}
 		}
+	}
+	if r.Reproduced && failed.ListenerEvent != "" {
+		b.WriteString("; " + failed.ListenerEvent)
 	}
 	if r.Remedied != nil {
 		if *r.Remedied {
