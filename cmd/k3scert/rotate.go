@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -26,8 +27,32 @@ func init() { extraCommands = append(extraCommands, newRotateCmd) }
 type rotateFlags struct {
 	dryRun, yes, resume, rollback bool
 	method, unit, stopCmd, start  string
-	verifyDays                    int
+	verifyDays, validityDays      int
+	startTimeout                  time.Duration
 	output                        string
+}
+
+// validate rejects flag values that make no sense, as usage errors.
+func (rf *rotateFlags) validate(nf *nodeFlags) error {
+	switch {
+	case rf.resume && rf.rollback:
+		return errors.New("--resume and --rollback exclude each other")
+	case rf.startTimeout <= 0:
+		return fmt.Errorf("--start-timeout %v: want a positive duration, e.g. 5m", rf.startTimeout)
+	case rf.startTimeout > 24*time.Hour:
+		return fmt.Errorf("--start-timeout %v: at most 24h", rf.startTimeout)
+	case rf.validityDays < 0 || rf.validityDays > 36500:
+		return fmt.Errorf("--validity-days %d: want 1 to 36500 (0: what K3s gives)", rf.validityDays)
+	case rf.verifyDays < 0 || rf.verifyDays > 36500:
+		return fmt.Errorf("--verify-days %d: want 0 to 36500", rf.verifyDays)
+	case nf.timeout < 0:
+		return fmt.Errorf("--timeout %v: want a positive duration", nf.timeout)
+	case rf.method != rotate.MethodRenew && rf.method != rotate.MethodRegenerate:
+		return fmt.Errorf("--method %q: want renew or regenerate", rf.method)
+	case rf.output != "text" && rf.output != "json":
+		return fmt.Errorf("-o %q: want text or json", rf.output)
+	}
+	return nil
 }
 
 func newRotateCmd() *cobra.Command {
@@ -58,6 +83,8 @@ verifies the result on the wire, and rolls back from its backup when anything fa
 	fl.StringVar(&rf.stopCmd, "stop-cmd", "", "command that stops K3s (default: systemd or OpenRC)")
 	fl.StringVar(&rf.start, "start-cmd", "", "command that starts K3s (default: systemd or OpenRC)")
 	fl.IntVar(&rf.verifyDays, "verify-days", 30, "served certificates must still be valid this many days after the rotation")
+	fl.IntVar(&rf.validityDays, "validity-days", 0, "validity of renewed leaf certificates in days (default: what K3s gives)")
+	fl.DurationVar(&rf.startTimeout, "start-timeout", rotate.DefaultStartTimeout, "deadline of every start and stop of K3s (rotation and rollback); K3s units are Type=notify with no start timeout of their own")
 	fl.StringVarP(&rf.output, "output", "o", "text", "plan output: text or json")
 	return c
 }
@@ -66,11 +93,17 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := cmd.OutOrStdout()
+	if err := rf.validate(nf); err != nil {
+		return err
+	}
 	o, err := nf.options(time.Now())
 	if err != nil {
 		return err
 	}
 	o.Secret = nil // the plan reads the datastore itself, with K3s stopped
+	if err := dataDirAccess(o.DataDir, o.Program); err != nil {
+		return err
+	}
 	n, err := check.Resolve(o)
 	if err != nil {
 		return cliutil.WithHint(err, "pass the data dir with -d/--data-dir")
@@ -79,7 +112,7 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	if err != nil && !rf.dryRun {
 		return cliutil.WithHint(err, "pass --stop-cmd and --start-cmd, e.g. --stop-cmd 'systemctl stop k3s' --start-cmd 'systemctl start k3s'")
 	}
-	e := &rotate.Executor{Service: svc, Now: time.Now,
+	e := &rotate.Executor{Service: svc, Now: time.Now, StartTimeout: rf.startTimeout, Command: strings.Join(os.Args, " "),
 		Verify:   rotate.Verifier{Check: o, Now: time.Now}.Verify,
 		Progress: progressPrinter(out, cliutil.IsTerminal(os.Stdout))}
 	if n.Role == k3s.RoleServer && rotate.OfflineSecret(n.DataDir) {
@@ -87,17 +120,15 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	}
 	journal := rotate.JournalPath(n.DataDir, n.Role)
 	switch {
-	case rf.resume && rf.rollback:
-		return errors.New("--resume and --rollback exclude each other")
 	case rf.resume:
 		if err := rotate.Resume(ctx, e, journal); err != nil {
-			return err
+			return rotateError(err)
 		}
 		fmt.Fprintln(out, "k3scert: rotation finished")
 		return nil
 	case rf.rollback:
 		if err := rotate.Rollback(ctx, e, journal); err != nil {
-			return err
+			return rotateError(err)
 		}
 		fmt.Fprintln(out, "k3scert: rotation rolled back; the node runs on its previous certificates")
 		return nil
@@ -111,6 +142,9 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 		return err
 	}
 	in.VerifyDays = rf.verifyDays
+	if rf.validityDays > 0 {
+		in.ValidDays = rf.validityDays
+	}
 	plan, err := rotate.NewPlan(in)
 	if err != nil {
 		return err
@@ -121,6 +155,7 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 		}
 	} else {
 		fmt.Fprint(out, plan.Summary())
+		fmt.Fprintf(out, "every start and stop of %s, in the rotation and in a rollback, must finish within %v (--start-timeout)\n", svcName, rf.startTimeout)
 	}
 	if rf.dryRun {
 		return nil
@@ -138,10 +173,7 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	e.Plan = plan
 	start := time.Now()
 	if err := e.Apply(ctx); err != nil {
-		if errors.Is(err, rotate.ErrInterrupted) {
-			return cliutil.WithHint(err, "k3scert rotate --resume", "k3scert rotate --rollback")
-		}
-		return err
+		return rotateError(err)
 	}
 	st, _ := rotate.ReadJournal(journal)
 	if n.Role == k3s.RoleAgent {
@@ -206,7 +238,47 @@ func progressPrinter(w io.Writer, tty bool) func(rotate.Event) {
 				fmt.Fprintf(w, "rotate: %d. %s FAILED after %.1fs: %v\n", n, ev.Step.Name, ev.Duration.Seconds(), ev.Err)
 			}
 		case "rollback":
-			fmt.Fprintf(w, "rotate: rolling back from %s\n", ev.Detail)
+			if ev.Detail == "" {
+				fmt.Fprintf(w, "rotate: no backup was written: starting K3s again on its unchanged files\n")
+			} else {
+				fmt.Fprintf(w, "rotate: rolling back from %s\n", ev.Detail)
+			}
+		case "warning":
+			fmt.Fprintf(w, "rotate: warning: %s\n", ev.Detail)
 		}
 	}
+}
+
+// rotateError adds what to do next to an executor error.
+func rotateError(err error) error {
+	var le *rotate.LockedError
+	var re *rotate.RunError
+	switch {
+	case errors.As(err, &le):
+		return cliutil.WithHint(err, "wait for the other k3scert to end; if it hangs, look at it with ps -p PID, never delete the lock file")
+	case errors.Is(err, rotate.ErrInterrupted):
+		return cliutil.WithHint(err, "k3scert rotate --resume", "k3scert rotate --rollback")
+	case errors.Is(err, rotate.ErrNoJournal):
+		return cliutil.WithHint(err, "k3scert rotate --dry-run shows what a new rotation would do")
+	case errors.As(err, &re) && !re.Outcome.Running:
+		return cliutil.WithHint(err, "start K3s by hand (systemctl start k3s) and look at journalctl -u k3s", "the journal and the backup are kept: k3scert rotate --rollback puts the backup back")
+	}
+	return err
+}
+
+// dataDirAccess says "permission denied" when that is the problem, not
+// "not a data dir": rotate must read CA keys and the datastore.
+func dataDirAccess(dataDir string, prog k3s.Program) error {
+	if dataDir == "" {
+		if prog == "" {
+			prog = k3s.K3s
+		}
+		dataDir = k3s.DefaultDataDir(prog)
+	}
+	for _, p := range []string{dataDir, dataDir + "/server", dataDir + "/server/tls", dataDir + "/agent"} {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrPermission) {
+			return cliutil.WithHint(fmt.Errorf("%s: permission denied: rotate reads CA keys and the datastore and stops K3s", p), "run it as root (sudo k3scert rotate ...)")
+		}
+	}
+	return nil
 }

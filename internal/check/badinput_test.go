@@ -43,7 +43,7 @@ func TestBadInput(t *testing.T) {
 		{"DER garbage in a PEM block", "server/tls/client-auth-proxy.crt", "K3C900", source.ReasonBadCert, func(t *testing.T, n *node, p string) {
 			write(t, p, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 		}},
-		{"truncated certificate", "server/tls/client-kube-proxy.crt", "K3C900", source.ReasonBadPEM, func(t *testing.T, n *node, p string) {
+		{"truncated certificate", "server/tls/client-kube-apiserver.crt", "K3C900", source.ReasonBadPEM, func(t *testing.T, n *node, p string) {
 			b := read(t, p)
 			write(t, p, string(b[:len(b)/3]))
 		}},
@@ -60,7 +60,8 @@ func TestBadInput(t *testing.T) {
 		{"key of another certificate", "server/tls/client-admin.key", "K3C301", "", func(t *testing.T, n *node, p string) {
 			write(t, p, string(read(t, n.Path("server/tls/serving-kube-apiserver.key"))))
 		}},
-		{"symlink loop", "server/tls/loop-a.crt", "K3C900", source.ReasonSymlinkLoop, func(t *testing.T, n *node, p string) {
+		{"symlink loop", "server/tls/client-admin.crt", "K3C900", source.ReasonSymlinkLoop, func(t *testing.T, n *node, p string) {
+			rm(t, p)
 			other := filepath.Join(filepath.Dir(p), "loop-b.crt")
 			if err := os.Symlink(other, p); err != nil {
 				t.Fatal(err)
@@ -69,7 +70,7 @@ func TestBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"100 MB file", "server/tls/huge.crt", "K3C900", source.ReasonTooLarge, func(t *testing.T, n *node, p string) {
+		{"100 MB file", "server/tls/client-scheduler.crt", "K3C900", source.ReasonTooLarge, func(t *testing.T, n *node, p string) {
 			f, err := os.Create(p)
 			if err != nil {
 				t.Fatal(err)
@@ -79,7 +80,8 @@ func TestBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"FIFO named like a certificate", "server/tls/fifo.crt", "K3C900", source.ReasonNotRegular, func(t *testing.T, n *node, p string) {
+		{"FIFO in place of a certificate", "server/tls/client-controller.crt", "K3C900", source.ReasonNotRegular, func(t *testing.T, n *node, p string) {
+			rm(t, p)
 			if err := syscall.Mkfifo(p, 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +102,8 @@ func TestBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"symlink to a directory", "server/tls/dir.crt", "K3C900", source.ReasonNotRegular, func(t *testing.T, n *node, p string) {
+		{"symlink to a directory", "server/tls/client-auth-proxy.crt", "K3C900", source.ReasonNotRegular, func(t *testing.T, n *node, p string) {
+			rm(t, p)
 			if err := os.Symlink(n.Path("server/tls/etcd"), p); err != nil {
 				t.Fatal(err)
 			}
@@ -182,6 +185,34 @@ func TestMissingDataDir(t *testing.T) {
 				t.Errorf("err = %v", err)
 			}
 		})
+	}
+}
+
+func rm(t *testing.T, p string) {
+	t.Helper()
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestForeignFilesIgnored: files the table does not name are not K3s's
+// and are never opened, even next to K3s's own (a FIFO would show up as a
+// K3C900 if it were).
+func TestForeignFilesIgnored(t *testing.T) {
+	n := newNode(t, k3s.ProfileCurrent, t0)
+	for _, rel := range []string{"server/tls/fifo.crt", "server/tls/tls-1700000000/client-admin.crt", "agent/containerd/snap/etc/ssl/certs/x.pem"} {
+		p := n.Path(rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := n.Check(t0)
+	if r.Summary.ExitCode != report.ExitOK {
+		dump(t, r)
+		t.Fatalf("exit %d", r.Summary.ExitCode)
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 
 	"github.com/k3scert/k3scert/internal/diagnose"
 	"github.com/k3scert/k3scert/internal/k3s"
+	"github.com/k3scert/k3scert/internal/nodeconfig"
+	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
 	"github.com/k3scert/k3scert/internal/source"
 	"sigs.k8s.io/yaml"
@@ -49,6 +51,11 @@ type Options struct {
 	Secret source.SecretGetter
 	// Ports override the program's default ports (lab nodes).
 	Ports *k3s.Ports
+	// ConfigRoot is the filesystem root under which /etc/rancher/<p> and the
+	// systemd unit are read ("" = "/"; tests use a directory).
+	ConfigRoot string
+	// UnitFile is the K3s unit file; "" = searched (nodeconfig.Load).
+	UnitFile string
 }
 
 // ErrNoDataDir means there is nothing to judge: exit 3.
@@ -62,21 +69,52 @@ type Node struct {
 	Profile       k3s.Profile
 	ProfileSource string
 	Ports         k3s.Ports
+	// Config is the node's configuration as K3s reads it (config.yaml,
+	// drop-ins, the unit's flags); ConfigErrors the files that failed.
+	Config       nodeconfig.Config
+	ConfigErrors []*nodeconfig.FileError
+	// ConfigRoot is Options.ConfigRoot: absolute paths from the
+	// configuration live under it.
+	ConfigRoot string
+}
+
+func rooted(root, p string) string {
+	if root == "" || p == "" || !filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(root, p)
+}
+
+// AdminKubeconfig is the kubeconfig K3s writes on this node's server
+// starts: --write-kubeconfig (config or unit) or the default.
+func (n Node) AdminKubeconfig() string {
+	if n.Config.WriteKubeconfig != "" {
+		return rooted(n.ConfigRoot, n.Config.WriteKubeconfig)
+	}
+	return rooted(n.ConfigRoot, k3s.DefaultKubeconfig(n.Program))
 }
 
 // Resolve finds the data dir, program, role and profile.
 func Resolve(o Options) (Node, error) {
-	n := Node{Program: o.Program, DataDir: o.DataDir}
+	n := Node{Program: o.Program, DataDir: o.DataDir, ConfigRoot: o.ConfigRoot}
 	if n.DataDir == "" {
 		if n.Program == "" {
 			n.Program = k3s.K3s
-			if _, err := os.Stat(k3s.DefaultDataDir(k3s.K3s)); err != nil {
-				if _, err := os.Stat(k3s.DefaultDataDir(k3s.RKE2)); err == nil {
+			if _, err := os.Stat(rooted(o.ConfigRoot, k3s.DefaultDataDir(k3s.K3s))); err != nil {
+				if _, err := os.Stat(rooted(o.ConfigRoot, k3s.DefaultDataDir(k3s.RKE2))); err == nil {
 					n.Program = k3s.RKE2
 				}
 			}
 		}
-		n.DataDir = k3s.DefaultDataDir(n.Program)
+		n.DataDir = rooted(o.ConfigRoot, k3s.DefaultDataDir(n.Program))
+		// --data-dir in config.yaml, a drop-in or the unit.
+		for _, role := range []k3s.Role{k3s.RoleServer, k3s.RoleAgent} {
+			c, _ := nodeconfig.Load(nodeconfig.Options{Program: n.Program, Role: role, Root: o.ConfigRoot, ConfigFile: o.ConfigFile, Unit: o.UnitFile})
+			if c.DataDir != "" {
+				n.DataDir = rooted(o.ConfigRoot, c.DataDir)
+				break
+			}
+		}
 	}
 	abs, err := filepath.Abs(n.DataDir)
 	if err == nil {
@@ -103,17 +141,26 @@ func Resolve(o Options) (Node, error) {
 	switch {
 	case o.Profile != "":
 		n.Profile, err = k3s.ProfileByName(o.Profile)
-		n.ProfileSource = "--profile"
+		n.ProfileSource = "--profile " + o.Profile
+		if err == nil && n.Profile.Name != o.Profile {
+			n.ProfileSource += " = matrix row " + n.Profile.Name + " (" + n.Profile.Versions + ")"
+		}
 	case o.Version != "":
 		n.Profile, err = k3s.ProfileForVersion(o.Version)
-		n.ProfileSource = "version " + o.Version
+		n.ProfileSource = "version " + o.Version + " = matrix row " + n.Profile.Name + " (" + n.Profile.Versions + ")"
 	default:
-		n.Profile, n.ProfileSource = detectProfile(n)
+		n.Profile, n.ProfileSource = DetectProfile(n.DataDir, n.Program, n.Role)
 	}
 	if err != nil {
 		return n, err
 	}
+	n.Config, n.ConfigErrors = nodeconfig.Load(nodeconfig.Options{Program: n.Program, Role: n.Role, Root: o.ConfigRoot, ConfigFile: o.ConfigFile, Unit: o.UnitFile})
 	n.Ports = k3s.DefaultPorts(n.Program)
+	if n.Program == k3s.K3s && n.Config.HTTPSListenPort > 0 {
+		// K3s: the supervisor listens on --https-listen-port, the
+		// apiserver on the next port (pkg/daemons/control/server.go defaults).
+		n.Ports.Supervisor, n.Ports.APIServer = n.Config.HTTPSListenPort, n.Config.HTTPSListenPort+1
+	}
 	if o.Ports != nil {
 		n.Ports = *o.Ports
 	}
@@ -134,13 +181,67 @@ func detectProgram(dataDir string) k3s.Program {
 	return k3s.K3s
 }
 
-// detectProfile guesses from the files: v1.18 names mean v1.18.
-func detectProfile(n Node) (k3s.Profile, string) {
-	tls := filepath.Join(n.DataDir, "server", "tls")
-	if exists(filepath.Join(tls, "client-cloud-controller.crt")) && !exists(filepath.Join(tls, "client-"+string(n.Program)+"-cloud-controller.crt")) {
-		return k3s.ProfileV118, "detected (v1.18 file names)"
+// DetectProfile picks the matrix row from the files of a node whose
+// version is not known, and says how. The files tell the release lines
+// apart only in part; between the rows they cannot separate it picks the
+// one with the safest behaviour (the listener not renewing, no JSON-only
+// listener renewal, no regenerate trigger) and says so.
+func DetectProfile(dataDir string, p k3s.Program, role k3s.Role) (k3s.Profile, string) {
+	tls := filepath.Join(dataDir, "server", "tls")
+	row := func(name, why string) (k3s.Profile, string) {
+		prof, _ := k3s.ProfileByName(name)
+		return prof, "detected from the files: " + why + " = matrix row " + prof.Name + " (" + prof.Versions + "); pass --k3s-version for the exact row"
 	}
-	return k3s.ProfileCurrent, "assumed (pass --k3s-version or --profile)"
+	if role == k3s.RoleAgent || !exists(tls) {
+		prof := k3s.ProfileCurrent
+		return prof, "assumed: an agent has no server files to tell the release from; matrix row " + prof.Name + " (" + prof.Versions + ") warns earliest; pass --k3s-version"
+	}
+	legacy := exists(filepath.Join(tls, "client-cloud-controller.crt"))
+	modern := exists(filepath.Join(tls, "client-"+string(p)+"-cloud-controller.crt"))
+	if legacy && !modern {
+		if exists(filepath.Join(tls, "client-supervisor.crt")) {
+			return row("v1.19.1", "pre-v1.21.2 file names (client-cloud-controller.crt) with client-supervisor.crt")
+		}
+		return row("v1.18", "pre-v1.21.2 file names (client-cloud-controller.crt); v1.18 and early v1.19–v1.21.1 look alike, the listener is assumed not to renew itself")
+	}
+	for _, comp := range []string{"kube-scheduler", "kube-controller-manager"} {
+		if signedByServerCA(filepath.Join(tls, comp, comp+".crt"), p) {
+			if !exists(filepath.Join(tls, "client-kube-proxy.crt")) && exists(filepath.Join(tls, "client-kube-proxy.key")) {
+				return row("v1.31.11", "server-ca-signed "+comp+" serving certificate (120-day lines) and client-kube-proxy.crt removed at start (v1.33.3/v1.32.7/v1.31.11 and later)")
+			}
+			return row("v1.31.9", "server-ca-signed "+comp+" serving certificate (120-day lines) with client-kube-proxy.crt still present (v1.33.1–2, v1.32.5–6, v1.31.9–10)")
+		}
+	}
+	if cn := certCN(filepath.Join(tls, "client-kube-apiserver.crt")); cn == "kube-apiserver" {
+		return row("v1.21.2", "modern file names, client-kube-apiserver CN kube-apiserver (v1.21.2–v1.23.x, 90 days)")
+	}
+	return row("v1.24.0", "modern file names, no server-ca-signed kube-scheduler serving certificate (v1.24.0–v1.33.0 and the patch lines before the 120-day change, 90 days)")
+}
+
+// signedByServerCA reports whether the first certificate of path is
+// issued by the program's server CA (CN <p>-server-ca@<unix>).
+func signedByServerCA(path string, p k3s.Program) bool {
+	c := firstCert(path)
+	return c != nil && strings.HasPrefix(c.Issuer.CommonName, string(p)+"-server-ca@")
+}
+
+func certCN(path string) string {
+	if c := firstCert(path); c != nil {
+		return c.Subject.CommonName
+	}
+	return ""
+}
+
+func firstCert(path string) *x509.Certificate {
+	b, err := source.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	certs, _ := pki.ParseCerts(b)
+	if len(certs) == 0 {
+		return nil
+	}
+	return certs[0]
 }
 
 // Run reads every source of the node and diagnoses it.
@@ -161,16 +262,19 @@ func RunNode(ctx context.Context, n Node, o Options) (report.Report, *source.Inv
 		ep.Read(ctx, inv)
 		inv.Sort()
 	}
-	tlsSANs, nodeIPs := o.TLSSANs, o.NodeIPs
-	cfgSANs, err := configSANs(o.ConfigFile, n.Program)
-	if err != nil {
-		inv.AddProblem(source.Problem{Source: source.File, Location: err.path, Reason: source.ReasonBadYAML, Detail: err.Error()})
+	// tls-san and node IPs from every source K3s reads (config.yaml,
+	// drop-ins, the unit's flags) plus the command line.
+	tlsSANs := append(append([]string{}, o.TLSSANs...), n.Config.TLSSANs...)
+	nodeIPs := append(append(append([]string{}, o.NodeIPs...), n.Config.NodeIPs...), n.Config.NodeExternalIPs...)
+	for _, e := range n.ConfigErrors {
+		inv.AddProblem(source.Problem{Source: source.File, Location: e.Path, Reason: source.ReasonBadYAML, Detail: e.Error()})
 	}
-	tlsSANs = append(tlsSANs, cfgSANs...)
+	inv.Sort()
 	r := diagnose.Run(diagnose.Input{
 		Inventory: inv, Program: n.Program, Profile: n.Profile, At: o.At,
 		Node:    report.Node{DataDir: n.DataDir, Program: string(n.Program), Role: string(n.Role), Profile: n.Profile.Name, ProfileSource: n.ProfileSource},
-		TLSSANs: tlsSANs, NodeIPs: nodeIPs,
+		TLSSANs: tlsSANs, NodeIPs: nodeIPs, DisableETCD: n.Config.DisableETCD,
+		StaticListener: source.ListenerIsStatic(filepath.Join(n.DataDir, filepath.FromSlash(k3s.ListenerSpec(n.Program).JSONPath))),
 	})
 	return r, inv, nil
 }
@@ -181,6 +285,7 @@ func Sources(n Node, o Options) []source.Source {
 	l := k3s.ListenerSpec(n.Program)
 	srcs := []source.Source{
 		source.Files{DataDir: n.DataDir, Program: n.Program},
+		source.RegistryCerts{DataDir: n.DataDir},
 		source.DynamicCertJSON{Path: filepath.Join(n.DataDir, filepath.FromSlash(l.JSONPath))},
 	}
 	var kcs []source.KubeconfigFile
@@ -193,7 +298,7 @@ func Sources(n Node, o Options) []source.Source {
 	if n.Role == k3s.RoleServer {
 		admin := o.AdminKubeconfig
 		if admin == "" {
-			admin = k3s.DefaultKubeconfig(n.Program)
+			admin = n.AdminKubeconfig()
 		}
 		kcs = append(kcs, source.KubeconfigFile{Path: admin, Optional: o.AdminKubeconfig == ""})
 	}
@@ -212,9 +317,16 @@ func endpointSource(n Node, o Options, inv *source.Inventory) source.Source {
 		return nil
 	}
 	var targets []source.EndpointTarget
-	role := map[int]string{n.Ports.Supervisor: "supervisor", n.Ports.APIServer: "apiserver", n.Ports.Kubelet: "kubelet", n.Ports.Etcd: "etcd"}
+	role := map[int]string{n.Ports.Supervisor: "supervisor", n.Ports.APIServer: "apiserver", n.Ports.Kubelet: "kubelet", n.Ports.Etcd: "etcd",
+		n.Ports.ControllerManager: "controller-manager", n.Ports.Scheduler: "scheduler"}
+	delete(role, 0)
 	if len(o.Endpoints) == 0 {
-		for _, p := range []int{n.Ports.Supervisor, n.Ports.APIServer, n.Ports.Kubelet, n.Ports.Etcd} {
+		ports := []int{n.Ports.Supervisor, n.Ports.APIServer, n.Ports.Kubelet, n.Ports.Etcd}
+		if n.Role == k3s.RoleServer {
+			// kube-controller-manager and kube-scheduler (rancher/rancher#41125)
+			ports = append(ports, n.Ports.ControllerManager, n.Ports.Scheduler)
+		}
+		for _, p := range ports {
 			if p > 0 {
 				targets = append(targets, source.EndpointTarget{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), Role: role[p]})
 			}
@@ -236,33 +348,6 @@ func endpointSource(n Node, o Options, inv *source.Inventory) source.Source {
 		}
 	}
 	return source.Endpoints{Targets: targets, Roots: roots, At: o.At, Timeout: o.Timeout}
-}
-
-type cfgErr struct {
-	path string
-	err  error
-}
-
-func (e *cfgErr) Error() string { return e.err.Error() }
-
-// configSANs reads tls-san from K3s's config.yaml (a string or a list).
-func configSANs(path string, p k3s.Program) ([]string, *cfgErr) {
-	explicit := path != ""
-	if !explicit {
-		path = k3s.DefaultConfigFile(p)
-	}
-	b, err := source.ReadFile(path)
-	if err != nil {
-		if !explicit && os.IsNotExist(err) {
-			return nil, nil
-		}
-		return nil, &cfgErr{path, err}
-	}
-	sans, err := ParseConfigSANs(b)
-	if err != nil {
-		return nil, &cfgErr{path, err}
-	}
-	return sans, nil
 }
 
 // ParseConfigSANs returns the tls-san entries of a K3s config.yaml: a

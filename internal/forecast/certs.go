@@ -122,6 +122,16 @@ func classify(r raw, n report.Node) Cert {
 		if rp != "" {
 			s, ok = k3s.ByPath(p, rp)
 		}
+		prof, perr := k3s.ProfileByName(n.Profile)
+		if ok && perr == nil {
+			if unmanaged(p, prof, rp) {
+				// a leftover of an older generation, or a self-signed
+				// kube-* serving certificate: nothing renews it
+				ok, s = false, k3s.Spec{}
+			} else if rs, in := k3s.ByID(p, prof, s.ID); in {
+				s = rs
+			}
+		}
 		switch {
 		case ok && s.CA, !ok && r.isCA:
 			c.Class = report.ClassCA
@@ -169,9 +179,31 @@ func classify(r raw, n report.Node) Cert {
 			c.Class, c.Follows = report.ClassFollower, "agent/serving-kubelet.crt"
 		case "etcd":
 			c.Class, c.Follows = report.ClassFollower, "server/tls/etcd/server-client.crt"
+		case "controller-manager", "scheduler":
+			// CA-signed files on the 2025 rows; before, a self-signed
+			// certificate made by the component (ClassOther).
+			if prof, err := k3s.ProfileByName(n.Profile); err == nil && prof.KCMSchedulerServing {
+				c.Class, c.Follows = report.ClassFollower, "server/tls/kube-"+role+"/kube-"+role+".crt"
+			}
 		}
 	}
 	return c
+}
+
+// unmanaged reports files of the table that nothing renews on this row:
+// leftovers and self-signed kube-* serving certificates.
+func unmanaged(p k3s.Program, prof k3s.Profile, rp string) bool {
+	for _, l := range k3s.Leftovers(p, prof) {
+		if l.Spec.Cert == rp {
+			return true
+		}
+	}
+	for _, s := range k3s.Specs(p, prof) {
+		if s.SelfSigned && s.Cert == rp {
+			return true
+		}
+	}
+	return false
 }
 
 // splitKubeconfigLocation splits "PATH (user NAME)[ certificate-authority-data]".

@@ -4,12 +4,17 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
-// Profile is the behaviour of one K3s version line that matters for
-// certificates (facts §2.3, §3.3, §3.5).
+// Profile is one row of the release matrix (matrix.go): the behaviour of a
+// range of K3s (and RKE2) releases that matters for certificates. The
+// exported names ProfileV118, ProfileV119 and ProfileCurrent, and the
+// profile names "v1.18", "v1.19+" and "current", stay as aliases of rows.
 type Profile struct {
-	// Name is the profile's stable name: "v1.18", "v1.19+" or "current".
+	// Name is the row's stable name, the first release it describes
+	// ("v1.18" for everything up to v1.18.x). It round-trips through
+	// ProfileByName.
 	Name string
 	// Versions says in words which K3s releases behave this way.
 	Versions string
@@ -20,14 +25,73 @@ type Profile struct {
 	// renews its own certificate before it expires. False on v1.16–v1.18,
 	// which vendored dynamiclistener v0.2.0 without an expiry check.
 	ListenerRenews bool
-	// LegacyNames selects the v1.18 file names and CNs
-	// (client-cloud-controller.crt, CN kube-apiserver without O, no
-	// client-supervisor).
+	// LegacyNames selects the pre-v1.21.2 file names and CNs
+	// (client-cloud-controller.crt with CN cloud-controller-manager).
 	LegacyNames bool
-	// RotateCommand says whether `k3s certificate rotate` and the
-	// dynamic-cert-regenerate trigger file exist (v1.20.13+/v1.21.8+/v1.22.5+).
+	// RotateCommand says whether `k3s certificate rotate` exists.
 	RotateCommand bool
+
+	// RegenTrigger says whether the listener honours the
+	// server/tls/dynamic-cert-regenerate trigger file at start (new key,
+	// same names).
+	RegenTrigger bool
+	// ListenerMerge is dynamiclistener's merge of the datastore secret into
+	// dynamic-cert.json at start: MergeV02, MergeV030to3 or MergeV034.
+	ListenerMerge string
+	// DynamicListener is the dynamiclistener release the line shipped
+	// ("v0.2.0", "v0.2.x", "v0.3.3", "v0.3.4", "current"); the lab picks its
+	// supervisor binary by it.
+	DynamicListener string
+	// KubeAPIServerCN is the CN of client-kube-apiserver.crt; KubeAPIServerOrgs its O.
+	KubeAPIServerCN   string
+	KubeAPIServerOrgs []string
+	// KCMSchedulerServing: K3s signs kube-scheduler and
+	// kube-controller-manager serving certificates with server-ca
+	// (server/tls/kube-*/kube-*.crt). Before, those components serve a
+	// self-signed certificate: in memory, or written to --cert-dir when
+	// Rancher sets it (never renewed).
+	KCMSchedulerServing bool
+	// DeletesLegacyProxyCerts: K3s removes server/tls/client-kube-proxy.crt
+	// and client-<p>-controller.crt on every start.
+	DeletesLegacyProxyCerts bool
+	// StaticListenerRespected: a secret annotated listener.cattle.io/static
+	// is never changed by dynamiclistener.
+	StaticListenerRespected bool
+	// ExpiredListenerRenewedAtStart: an expired listener certificate is
+	// renewed before the apiserver is up (k3s#12472). Before, a node whose
+	// listener expired could stay stuck at start.
+	ExpiredListenerRenewedAtStart bool
+	// ListenerRegenAfterRotateCA: the listener is regenerated at the start
+	// after `k3s certificate rotate-ca` (k3s#13006). Unconfirmed release:
+	// false, the safe reading (rotate renews it itself).
+	ListenerRegenAfterRotateCA bool
+	// Unconfirmed lists this row's boundaries or facts not confirmed from
+	// upstream code, with the safe behaviour chosen.
+	Unconfirmed []string
+	// Evidence cites the upstream change behind each fact of the row.
+	Evidence []Evidence
 }
+
+// Evidence is one upstream citation: repo@commit path, and what it shows.
+type Evidence struct {
+	Ref  string
+	What string
+}
+
+// Listener merge generations (dynamiclistener factory/gen.go Merge and the
+// kubernetes storage's initial sync).
+const (
+	// MergeV02: DL v0.2.x — AddCN, then "fingerprints differ → the secret
+	// wins": the datastore secret overwrites a renewed dynamic-cert.json.
+	MergeV02 = "v0.2"
+	// MergeV030to3: DL v0.3.0–v0.3.3 — Merge without the expiry test: with
+	// equal names the secret still wins (k3s#5163).
+	MergeV030to3 = "v0.3.0-3"
+	// MergeV034: DL v0.3.4 and later — the incoming copy wins only if it has
+	// every name and is outside the renew window; an unexpired renewed copy
+	// is kept.
+	MergeV034 = "v0.3.4+"
+)
 
 // ListenerExpirationDays is the ExpirationDaysCheck value to give
 // dynamiclistener for this profile. A profile whose listener never renews gets
@@ -39,6 +103,15 @@ func (p Profile) ListenerExpirationDays() int {
 	return p.RenewDays
 }
 
+// JSONOnlyListenerRenewal reports whether renewing the listener by writing
+// dynamic-cert.json alone (the datastore is not writable offline) survives
+// the next start: only with the v0.3.4+ merge.
+func (p Profile) JSONOnlyListenerRenewal() bool { return p.ListenerMerge == MergeV034 }
+
+// ServesSelfSignedKCMScheduler reports whether kube-controller-manager and
+// kube-scheduler serve self-signed certificates on this row.
+func (p Profile) ServesSelfSignedKCMScheduler() bool { return !p.KCMSchedulerServing }
+
 // CARenewWarnDays is how long before a CA expires K3s's cert monitor warns
 // (facts §2.2). K3s never renews CAs.
 const CARenewWarnDays = 365
@@ -49,69 +122,95 @@ const (
 	CAValidityDays   = 3650
 )
 
-// The profiles, oldest first.
+// SelfSignedServingValidityDays is the validity of the self-signed serving
+// certificate kube-controller-manager and kube-scheduler make for themselves
+// (client-go certutil GenerateSelfSignedCertKeyWithFixtures: 1 year).
+const SelfSignedServingValidityDays = 365
+
+// The aliases kept from the three-profile model.
 var (
-	ProfileV118 = Profile{
-		Name: "v1.18", Versions: "v0.10 – v1.18.x",
-		RenewDays: 90, ListenerRenews: false, LegacyNames: true,
-	}
-	ProfileV119 = Profile{
-		Name: "v1.19+", Versions: "v1.19.1 – v1.33.0 (and the patch lines before the 120-day change)",
-		RenewDays: 90, ListenerRenews: true, RotateCommand: true,
-	}
-	ProfileCurrent = Profile{
-		Name: "current", Versions: "v1.33.1+, v1.32.5+, v1.31.9+, v1.30.13+",
-		RenewDays: 120, ListenerRenews: true, RotateCommand: true,
-	}
+	ProfileV118    = mustRow("v1.18")
+	ProfileV119    = mustRow("v1.24.3")
+	ProfileCurrent = mustRow(Rows[len(Rows)-1].Name)
 )
 
-// Profiles lists every profile, oldest first.
-var Profiles = []Profile{ProfileV118, ProfileV119, ProfileCurrent}
+// Profiles lists every row, oldest first.
+var Profiles = Rows
 
-// ProfileByName returns the profile with the given name.
+// aliases maps the old profile names to rows.
+var aliases = map[string]string{
+	"1.18":    "v1.18",
+	"v1.19+":  "v1.24.3",
+	"1.19+":   "v1.24.3",
+	"v1.19":   "v1.24.3",
+	"1.19":    "v1.24.3",
+	"current": "",
+	"latest":  "",
+}
+
+func mustRow(name string) Profile {
+	for _, r := range Rows {
+		if r.Name == name {
+			return r
+		}
+	}
+	panic("k3s: no matrix row " + name)
+}
+
+// ProfileByName returns the row with the given name, an alias ("v1.18",
+// "v1.19+", "current"), or the row of a version string ("v1.32.5+k3s1").
 func ProfileByName(name string) (Profile, error) {
-	for _, p := range Profiles {
+	for _, p := range Rows {
 		if p.Name == name {
 			return p, nil
 		}
 	}
-	switch name {
-	case "v1.19", "1.19", "v1.19+", "1.19+":
-		return ProfileV119, nil
-	case "1.18":
-		return ProfileV118, nil
+	if a, ok := aliases[name]; ok {
+		if a == "" {
+			return ProfileCurrent, nil
+		}
+		return mustRow(a), nil
 	}
-	return Profile{}, fmt.Errorf("unknown profile %q (want v1.18, v1.19+ or current)", name)
+	if versionRE.MatchString(name) {
+		return ProfileForVersion(name)
+	}
+	names := make([]string, 0, len(Rows))
+	for _, r := range Rows {
+		names = append(names, r.Name)
+	}
+	return Profile{}, fmt.Errorf("unknown profile %q (want v1.18, v1.19+, current, a K3s version such as v1.32.5+k3s1, or a matrix row: %s)", name, strings.Join(names, ", "))
 }
 
 var versionRE = regexp.MustCompile(`v?(\d+)\.(\d+)\.(\d+)`)
 
-// ProfileForVersion maps a K3s or RKE2 version string such as
-// "v1.18.6+k3s1" or "k3s version v1.32.5+k3s1 (abc)" to its profile.
-func ProfileForVersion(v string) (Profile, error) {
+// ParseVersion returns major, minor and patch of a K3s or RKE2 version
+// string such as "v1.18.6+k3s1", "v1.32.5+rke2r1" or "k3s version
+// v1.32.5+k3s1 (abc)".
+func ParseVersion(v string) (major, minor, patch int, err error) {
 	m := versionRE.FindStringSubmatch(v)
 	if m == nil {
-		return Profile{}, fmt.Errorf("no version number in %q", v)
+		return 0, 0, 0, fmt.Errorf("no version number in %q", v)
 	}
-	major, _ := strconv.Atoi(m[1])
-	minor, _ := strconv.Atoi(m[2])
-	patch, _ := strconv.Atoi(m[3])
-	if major != 1 {
-		if major == 0 {
-			return ProfileV118, nil
-		}
-		return ProfileCurrent, nil
+	major, _ = strconv.Atoi(m[1])
+	minor, _ = strconv.Atoi(m[2])
+	patch, _ = strconv.Atoi(m[3])
+	return major, minor, patch, nil
+}
+
+// ProfileForVersion maps a K3s or RKE2 version string to its matrix row.
+// RKE2 vX.Y.Z+rke2rN embeds the K3s of the same X.Y.Z line (rke2 go.mod
+// pins a k3s commit of the matching release branch), so the same row
+// applies.
+func ProfileForVersion(v string) (Profile, error) {
+	major, minor, patch, err := ParseVersion(v)
+	if err != nil {
+		return Profile{}, err
 	}
-	if minor < 19 || (minor == 19 && patch < 1) {
-		return ProfileV118, nil
-	}
-	// First patch releases with the 120-day threshold (k3s PR #12232).
-	first120 := map[int]int{30: 13, 31: 9, 32: 5, 33: 1}
-	switch {
-	case minor >= 34:
-		return ProfileCurrent, nil
-	case minor >= 30 && patch >= first120[minor]:
-		return ProfileCurrent, nil
-	}
-	return ProfileV119, nil
+	return mustRow(rowFor(major, minor, patch)), nil
+}
+
+// RowForVersion is ProfileForVersion's row name.
+func RowForVersion(v string) (string, error) {
+	p, err := ProfileForVersion(v)
+	return p.Name, err
 }

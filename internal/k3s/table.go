@@ -62,6 +62,42 @@ type Spec struct {
 	// Optional: not every release of the profile has it (the version that
 	// added it is not confirmed), so its absence is not a finding.
 	Optional bool
+	// Gate restricts the entry to the matrix rows with (or without) a
+	// feature; see Gate.
+	Gate Gate
+	// SelfSigned: the certificate is signed by a CA bundled in the same file
+	// that K3s does not manage (kube-controller-manager/kube-scheduler with
+	// --cert-dir); judged against its own chain, never renewed by K3s.
+	SelfSigned bool
+	// Port is the loopback TLS port that serves this certificate, if any.
+	Port int
+	// External: K3s does not write this file on a default node (a custom
+	// CA, the chain-less copies of an intermediate-CA setup, Rancher's
+	// --cert-dir pairs); the node generator skips it.
+	External bool
+}
+
+// Gate selects the matrix rows an entry exists on.
+type Gate int
+
+// Gates.
+const (
+	AllRows         Gate = iota
+	KeepsProxyCerts      // rows that still sign server/tls/client-kube-proxy.crt and client-<p>-controller.crt
+	CASignedKCM          // rows with CA-signed kube-scheduler/kube-controller-manager serving certs
+	SelfSignedKCM        // rows before them (the certs exist only with Rancher's --cert-dir)
+)
+
+func (g Gate) in(p Profile) bool {
+	switch g {
+	case KeepsProxyCerts:
+		return true // the key stays on every row; keyOnly drops the certificate
+	case CASignedKCM:
+		return p.KCMSchedulerServing
+	case SelfSignedKCM:
+		return !p.KCMSchedulerServing
+	}
+	return true
 }
 
 // Legacy tells in which naming generation an entry exists.
@@ -100,14 +136,38 @@ var table = []Spec{
 	{ID: "client-supervisor", Service: "supervisor", Role: RoleServer, Cert: "server/tls/client-supervisor.crt", Key: "server/tls/client-supervisor.key", Signer: "client-ca", CN: "system:{p}-supervisor", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Legacy: OnlyModern, Kubecfg: "server/cred/supervisor.kubeconfig", Optional: true},
 	{ID: "client-controller", Service: "controller-manager", Role: RoleServer, Cert: "server/tls/client-controller.crt", Key: "server/tls/client-controller.key", Signer: "client-ca", CN: "system:kube-controller-manager", Usages: []Usage{ClientAuth}, Kubecfg: "server/cred/controller.kubeconfig"},
 	{ID: "client-scheduler", Service: "scheduler", Role: RoleServer, Cert: "server/tls/client-scheduler.crt", Key: "server/tls/client-scheduler.key", Signer: "client-ca", CN: "system:kube-scheduler", Usages: []Usage{ClientAuth}, Kubecfg: "server/cred/scheduler.kubeconfig"},
-	{ID: "client-kube-apiserver", Service: "api-server", Role: RoleServer, Cert: "server/tls/client-kube-apiserver.crt", Key: "server/tls/client-kube-apiserver.key", Signer: "client-ca", CN: "system:apiserver", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Legacy: OnlyModern, Kubecfg: "server/cred/api-server.kubeconfig"},
-	{ID: "client-kube-apiserver", Service: "api-server", Role: RoleServer, Cert: "server/tls/client-kube-apiserver.crt", Key: "server/tls/client-kube-apiserver.key", Signer: "client-ca", CN: "kube-apiserver", Usages: []Usage{ClientAuth}, Legacy: OnlyLegacy, Kubecfg: "server/cred/api-server.kubeconfig"},
-	{ID: "client-kube-proxy", Service: "kube-proxy", Role: RoleServer, Cert: "server/tls/client-kube-proxy.crt", Key: "server/tls/client-kube-proxy.key", Signer: "client-ca", CN: "system:kube-proxy", Usages: []Usage{ClientAuth}},
-	{ID: "client-k3s-controller", Service: "{p}-controller", Role: RoleServer, Cert: "server/tls/client-{p}-controller.crt", Key: "server/tls/client-{p}-controller.key", Signer: "client-ca", CN: "system:{p}-controller", Usages: []Usage{ClientAuth}},
+	// CN and O per row (Profile.KubeAPIServerCN): kube-apiserver without O
+	// until v1.24.0 (k3s@99851b0f8).
+	{ID: "client-kube-apiserver", Service: "api-server", Role: RoleServer, Cert: "server/tls/client-kube-apiserver.crt", Key: "server/tls/client-kube-apiserver.key", Signer: "client-ca", CN: "system:apiserver", Orgs: []string{masters}, Usages: []Usage{ClientAuth}, Kubecfg: "server/cred/api-server.kubeconfig"},
+	// Removed at every start since v1.33.3/v1.32.7/v1.31.11 (k3s@40d5b9a52
+	// cleanupLegacyCerts); only the keys remain (deps.go@2a1e2e8:405-411).
+	{ID: "client-kube-proxy", Service: "kube-proxy", Role: RoleServer, Cert: "server/tls/client-kube-proxy.crt", Key: "server/tls/client-kube-proxy.key", Signer: "client-ca", CN: "system:kube-proxy", Usages: []Usage{ClientAuth}, Gate: KeepsProxyCerts},
+	{ID: "client-k3s-controller", Service: "{p}-controller", Role: RoleServer, Cert: "server/tls/client-{p}-controller.crt", Key: "server/tls/client-{p}-controller.key", Signer: "client-ca", CN: "system:{p}-controller", Usages: []Usage{ClientAuth}, Gate: KeepsProxyCerts},
 	{ID: "client-cloud-controller", Service: "cloud-controller", Role: RoleServer, Cert: "server/tls/client-{p}-cloud-controller.crt", Key: "server/tls/client-{p}-cloud-controller.key", Signer: "client-ca", CN: "{p}-cloud-controller-manager", Usages: []Usage{ClientAuth}, Legacy: OnlyModern, Kubecfg: "server/cred/cloud-controller.kubeconfig"},
 	{ID: "client-cloud-controller", Service: "cloud-controller", Role: RoleServer, Cert: "server/tls/client-cloud-controller.crt", Key: "server/tls/client-cloud-controller.key", Signer: "client-ca", CN: "cloud-controller-manager", Usages: []Usage{ClientAuth}, Legacy: OnlyLegacy, Kubecfg: "server/cred/cloud-controller.kubeconfig"},
 	{ID: "client-auth-proxy", Service: "auth-proxy", Role: RoleServer, Cert: "server/tls/client-auth-proxy.crt", Key: "server/tls/client-auth-proxy.key", Signer: "request-header-ca", CN: "system:auth-proxy", Usages: []Usage{ClientAuth}},
 	{ID: "serving-kube-apiserver", Service: "api-server", Role: RoleServer, Cert: "server/tls/serving-kube-apiserver.crt", Key: "server/tls/serving-kube-apiserver.key", Signer: "server-ca", CN: "kube-apiserver", Usages: []Usage{ServerAuth}, Serving: true},
+	// kube-scheduler / kube-controller-manager serving certificates
+	// (rancher/rancher#41125). Since v1.33.1/v1.32.5/v1.31.9 K3s signs them
+	// with server-ca, SANs localhost, 127.0.0.1, ::1 (deps.go@2a1e2e8:454-469,
+	// k3s PR #12285). Before, the components make a self-signed 1-year pair
+	// themselves: in memory, or as <cert-dir>/<component>.{crt,key} when
+	// Rancher passes --cert-dir=<data-dir>/server/tls/<component>
+	// (k3s-io/k3s#10176, rancher/rke2#8305); nobody renews those.
+	{ID: "serving-kube-scheduler", Service: "scheduler", Role: RoleServer, Cert: "server/tls/kube-scheduler/kube-scheduler.crt", Key: "server/tls/kube-scheduler/kube-scheduler.key", Signer: "server-ca", CN: "kube-scheduler", Usages: []Usage{ServerAuth}, Serving: true, Gate: CASignedKCM, Port: 10259},
+	{ID: "serving-kube-controller-manager", Service: "controller-manager", Role: RoleServer, Cert: "server/tls/kube-controller-manager/kube-controller-manager.crt", Key: "server/tls/kube-controller-manager/kube-controller-manager.key", Signer: "server-ca", CN: "kube-controller-manager", Usages: []Usage{ServerAuth}, Serving: true, Gate: CASignedKCM, Port: 10257},
+	{ID: "serving-kube-scheduler", Service: "scheduler", Role: RoleServer, Cert: "server/tls/kube-scheduler/kube-scheduler.crt", Key: "server/tls/kube-scheduler/kube-scheduler.key", SelfSigned: true, CN: "localhost", Usages: []Usage{ServerAuth}, Serving: true, Gate: SelfSignedKCM, Optional: true, External: true, Port: 10259},
+	{ID: "serving-kube-controller-manager", Service: "controller-manager", Role: RoleServer, Cert: "server/tls/kube-controller-manager/kube-controller-manager.crt", Key: "server/tls/kube-controller-manager/kube-controller-manager.key", SelfSigned: true, CN: "localhost", Usages: []Usage{ServerAuth}, Serving: true, Gate: SelfSignedKCM, Optional: true, External: true, Port: 10257},
+
+	// Custom CA layouts (k3s-io/k3s contrib/util/generate-custom-ca-certs.sh)
+	// and the chain-less copies K3s writes since intermediate CAs are
+	// supported (deps.go@2a1e2e8:115-117). Present only on some nodes.
+	{ID: "root-ca", Service: "certificate-authority", Role: RoleServer, Cert: "server/tls/root-ca.crt", Key: "server/tls/root-ca.key", CA: true, CN: "", Usages: []Usage{CertSign}, Optional: true, External: true},
+	{ID: "intermediate-ca", Service: "certificate-authority", Role: RoleServer, Cert: "server/tls/intermediate-ca.crt", Key: "server/tls/intermediate-ca.key", CA: true, CN: "", Usages: []Usage{CertSign}, Optional: true, External: true},
+	{ID: "client-ca-nochain", Service: "certificate-authority", Role: RoleServer, Cert: "server/tls/client-ca.nochain.crt", CA: true, Copy: true, CN: "{p}-client-ca", Usages: []Usage{CertSign}, Optional: true, External: true},
+	{ID: "server-ca-nochain", Service: "certificate-authority", Role: RoleServer, Cert: "server/tls/server-ca.nochain.crt", CA: true, Copy: true, CN: "{p}-server-ca", Usages: []Usage{CertSign}, Optional: true, External: true},
+	{ID: "service-current-key", Service: "service-account", Role: RoleServer, Key: "server/tls/service.current.key", RSA: true, Optional: true, External: true},
+
 	{ID: "etcd-client", Service: "etcd", Role: RoleServer, Cert: "server/tls/etcd/client.crt", Key: "server/tls/etcd/client.key", Signer: "etcd-server-ca", CN: "etcd-client", Usages: []Usage{ClientAuth}},
 	{ID: "etcd-server-client", Service: "etcd", Role: RoleServer, Cert: "server/tls/etcd/server-client.crt", Key: "server/tls/etcd/server-client.key", Signer: "etcd-server-ca", CN: "etcd-server", Usages: []Usage{ServerAuth, ClientAuth}, Serving: true},
 	{ID: "etcd-peer-server-client", Service: "etcd", Role: RoleServer, Cert: "server/tls/etcd/peer-server-client.crt", Key: "server/tls/etcd/peer-server-client.key", Signer: "etcd-peer-ca", CN: "etcd-peer", Usages: []Usage{ServerAuth, ClientAuth}, Serving: true},
@@ -197,18 +257,20 @@ const (
 
 // Ports are the node's TLS listeners.
 type Ports struct {
-	Supervisor int // dynamiclistener (k3s: 6443, rke2: 9345)
-	APIServer  int // kube-apiserver (k3s: 6444, rke2: 6443)
-	Kubelet    int // 10250
-	Etcd       int // 2379
+	Supervisor        int // dynamiclistener (k3s: 6443, rke2: 9345)
+	APIServer         int // kube-apiserver (k3s: 6444, rke2: 6443)
+	Kubelet           int // 10250
+	Etcd              int // 2379
+	ControllerManager int // kube-controller-manager secure port 10257 (0: not probed)
+	Scheduler         int // kube-scheduler secure port 10259 (0: not probed)
 }
 
 // DefaultPorts returns the well-known ports of a program.
 func DefaultPorts(p Program) Ports {
 	if p == RKE2 {
-		return Ports{Supervisor: 9345, APIServer: 6443, Kubelet: 10250, Etcd: 2379}
+		return Ports{Supervisor: 9345, APIServer: 6443, Kubelet: 10250, Etcd: 2379, ControllerManager: 10257, Scheduler: 10259}
 	}
-	return Ports{Supervisor: 6443, APIServer: 6444, Kubelet: 10250, Etcd: 2379}
+	return Ports{Supervisor: 6443, APIServer: 6444, Kubelet: 10250, Etcd: 2379, ControllerManager: 10257, Scheduler: 10259}
 }
 
 // DefaultDataDir is where the program keeps its state.
@@ -243,14 +305,160 @@ func Kubeconfigs(p Program, prof Profile) []string {
 func Specs(p Program, prof Profile) []Spec {
 	var out []Spec
 	for _, s := range table {
-		if !s.Legacy.in(prof) {
+		if !s.Legacy.in(prof) || !s.Gate.in(prof) {
 			continue
+		}
+		if s.Gate == KeepsProxyCerts && prof.DeletesLegacyProxyCerts {
+			// Only the key remains: the server signs agents' CSRs for
+			// these identities with it (deps.go@2a1e2e8:405-411).
+			s.Cert, s.Signer, s.CN, s.Usages, s.Orgs = "", "", "", nil, nil
+		}
+		if s.ID == "client-kube-apiserver" && prof.KubeAPIServerCN != "" {
+			s.CN, s.Orgs = prof.KubeAPIServerCN, prof.KubeAPIServerOrgs
 		}
 		out = append(out, s.resolve(p))
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
+
+// Leftover is a file of an older generation that the node's row neither
+// writes, renews nor (except RemovedAtStart) removes.
+type Leftover struct {
+	Spec Spec
+	// RemovedAtStart: K3s of this row deletes the file at its next start
+	// (client-kube-proxy.crt and client-<p>-controller.crt since v1.33.3).
+	RemovedAtStart bool
+	// Why says in words where the file comes from.
+	Why string
+}
+
+// Leftovers lists the certificate files that exist on nodes of older rows
+// but are unused on this row: the pre-v1.21.2 client-cloud-controller.crt
+// (K3s never removes it, k3s@4b2ab8b51) and, on deleting rows, the two
+// server-side proxy certificates.
+func Leftovers(p Program, prof Profile) []Leftover {
+	var out []Leftover
+	seen := map[string]bool{}
+	for _, s := range table {
+		if s.Cert == "" || (s.Legacy.in(prof) && s.Gate.in(prof) && !(s.Gate == KeepsProxyCerts && prof.DeletesLegacyProxyCerts)) {
+			continue
+		}
+		r := s.resolve(p)
+		if seen[r.Cert] || inRow(p, prof, r.Cert) {
+			continue
+		}
+		seen[r.Cert] = true
+		switch {
+		case s.Legacy == OnlyLegacy && !prof.LegacyNames:
+			out = append(out, Leftover{Spec: r, Why: "written by K3s before v1.21.2 under its old name; current K3s uses " + modernTwin(p, s.ID) + " and never renews or removes the old file"})
+		case s.Gate == KeepsProxyCerts && prof.DeletesLegacyProxyCerts:
+			out = append(out, Leftover{Spec: r, RemovedAtStart: true, Why: "no longer used since v1.33.3/v1.32.7/v1.31.11: K3s deletes it at every start (only the key is kept)"})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Spec.Cert < out[j].Spec.Cert })
+	return out
+}
+
+func inRow(p Program, prof Profile, rel string) bool {
+	for _, s := range Specs(p, prof) {
+		if s.Cert == rel {
+			return true
+		}
+	}
+	return false
+}
+
+func modernTwin(p Program, id string) string {
+	for _, s := range table {
+		if s.ID == id && s.Legacy == OnlyModern {
+			return s.resolve(p).Cert
+		}
+	}
+	return id
+}
+
+// NodeFiles is the exact set of files (relative to the data dir) the table
+// names for a node of this row and role: certificates, keys, kubeconfigs
+// under the data dir and the listener's dynamic-cert.json. A server also
+// holds its embedded agent's files. Optional entries are included (they may
+// exist); leftovers are not (see Leftovers). Nothing else under the data dir
+// is K3s certificate state: backup, restore and verify touch only these.
+func NodeFiles(p Program, prof Profile, role Role) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(rel string) {
+		if rel != "" && !seen[rel] {
+			seen[rel] = true
+			out = append(out, rel)
+		}
+	}
+	for _, s := range Specs(p, prof) {
+		if role == RoleAgent && s.Role != RoleAgent {
+			continue
+		}
+		add(s.Cert)
+		add(s.Key)
+		add(s.Kubecfg)
+	}
+	if role == RoleServer {
+		l := ListenerSpec(p)
+		add(l.JSONPath)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// AllFiles is every certificate or key path any row names for the program
+// (leftovers included): what the file reader may open.
+func AllFiles(p Program) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range table {
+		r := s.resolve(p)
+		for _, f := range []string{r.Cert, r.Key} {
+			if f != "" && !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// NotK3sDirs are directories under the data dir that hold no K3s
+// certificate state and are never read, backed up or restored: containerd's
+// root and state (image snapshots full of foreign, often expired CAs),
+// airgap image tarballs, registry configuration, kubelet and static-pod
+// state, and kube-apiserver's own temporary certs
+// (pkg/agent/config/config.go@2a1e2e8:550,567-577). The `k3s certificate
+// rotate` backups server/tls-<unix> and agent/tls-<unix>
+// (pkg/cli/cert/cert.go@2a1e2e8:327) are matched by IsRotateBackupDir.
+var NotK3sDirs = []string{
+	"agent/containerd", "agent/images", "agent/etc", "agent/kubelet", "agent/pod-manifests",
+	"server/tls/temporary-certs",
+}
+
+// IsRotateBackupDir reports whether a directory name is a `k3s
+// certificate rotate` backup (tls-<unix seconds>).
+func IsRotateBackupDir(name string) bool {
+	rest, ok := strings.CutPrefix(name, "tls-")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// RegistryCertsDir holds containerd's per-registry configuration and CA
+// files (hosts.toml, ca.crt ...): user certificates that K3s never writes
+// or renews.
+const RegistryCertsDir = "agent/etc/containerd/certs.d"
 
 // ByID returns the resolved spec with the given ID.
 func ByID(p Program, prof Profile, id string) (Spec, bool) {
@@ -288,7 +496,7 @@ func (s Spec) resolve(p Program) Spec {
 // MatchesCN reports whether cn is what the spec expects. CAs carry
 // "<prefix>@<unix>"; node-specific CNs carry the node name.
 func (s Spec) MatchesCN(cn string) bool {
-	if s.CA {
+	if s.CA || s.SelfSigned {
 		return cn == s.CN || strings.HasPrefix(cn, s.CN+"@")
 	}
 	if strings.Contains(s.CN, "{node}") {
@@ -301,7 +509,9 @@ func (s Spec) MatchesCN(cn string) bool {
 // Renewable reports whether K3s itself renews this entry on restart (leaf
 // certificates under server/tls). Agent leaves are renewed by restarting the
 // agent; CAs are never renewed.
-func (s Spec) Renewable() bool { return !s.CA && s.Cert != "" }
+// Self-signed serving certificates (kube-* with --cert-dir) are not K3s's:
+// the component regenerates them only when the pair is missing.
+func (s Spec) Renewable() bool { return !s.CA && s.Cert != "" && !s.SelfSigned }
 
 // ServiceIP is the apiserver's service IP in the default service CIDR
 // 10.43.0.0/16; K3s adds it to config.SANs (facts §1.2).

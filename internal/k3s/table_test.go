@@ -78,7 +78,11 @@ func TestSpecsResolve(t *testing.T) {
 					if s.Role != k3s.RoleServer && s.Role != k3s.RoleAgent {
 						t.Errorf("%s: role %q", s.ID, s.Role)
 					}
-					if s.CA {
+					if s.SelfSigned {
+						if s.Signer != "" || s.Renewable() || !s.Optional {
+							t.Errorf("%s: a self-signed entry must be optional, unsigned by the table and not renewable", s.ID)
+						}
+					} else if s.CA {
 						if s.Signer != "" || s.Renewable() {
 							t.Errorf("%s: a CA with signer %q or renewable", s.ID, s.Signer)
 						}
@@ -105,7 +109,7 @@ func TestSpecsResolve(t *testing.T) {
 							t.Errorf("ByPath(%s) = %q, %v; want %s", f, got.ID, ok, s.ID)
 						}
 					}
-					if s.CA && !s.MatchesCN(s.CN+"@1595721600") {
+					if s.CA && s.CN != "" && !s.MatchesCN(s.CN+"@1595721600") {
 						t.Errorf("%s: CA CN with timestamp not matched", s.ID)
 					}
 				}
@@ -159,20 +163,44 @@ func TestProfileForVersion(t *testing.T) {
 		{"v1.18.6+k3s1", "v1.18", false},
 		{"v1.18.20+k3s1", "v1.18", false},
 		{"v1.17.3+k3s1", "v1.18", false},
-		{"v1.19.1", "v1.19+", false},
-		{"v1.19.1+k3s1", "v1.19+", false},
-		{"v1.22.5+k3s1", "v1.19+", false},
-		{"v1.30.12+k3s1", "v1.19+", false},
-		{"v1.30.13+k3s1", "current", false},
-		{"v1.31.8+k3s1", "v1.19+", false},
-		{"v1.31.9+k3s1", "current", false},
-		{"v1.32.4", "v1.19+", false},
-		{"v1.32.5", "current", false},
-		{"v1.33.0+k3s1", "v1.19+", false},
-		{"v1.33.1", "current", false},
-		{"v1.34.0", "current", false},
-		{"v1.35.0+rke2r1", "current", false},
-		{"k3s version v1.32.5+k3s1 (abc123)", "current", false},
+		{"v0.10.2", "v1.18", false},
+		{"v1.19.0", "v1.18", false},
+		{"v1.19.1", "v1.19.1", false},
+		{"v1.19.1+k3s1", "v1.19.1", false},
+		{"v1.20.15+k3s1", "v1.19.1", false},
+		{"v1.21.1+k3s1", "v1.19.1", false},
+		{"v1.21.2+k3s1", "v1.21.2", false},
+		{"v1.21.7+k3s1", "v1.21.2", false},
+		{"v1.21.8+k3s1", "v1.21.8", false},
+		{"v1.22.4+k3s1", "v1.21.2", false},
+		{"v1.22.5+k3s1", "v1.21.8", false},
+		{"v1.22.11+k3s1", "v1.21.8", false},
+		{"v1.22.12+k3s1", "v1.22.12", false},
+		{"v1.23.8+k3s1", "v1.21.8", false},
+		{"v1.23.9+k3s1", "v1.22.12", false},
+		{"v1.24.0+k3s1", "v1.24.0", false},
+		{"v1.24.2+k3s1", "v1.24.0", false},
+		{"v1.24.3+k3s1", "v1.24.3", false},
+		{"v1.28.5+k3s1", "v1.24.3", false},
+		{"v1.30.12+k3s1", "v1.24.3", false},
+		{"v1.30.13+k3s1", "v1.31.9", false},
+		{"v1.30.14+k3s1", "v1.31.10", false},
+		{"v1.31.8+k3s1", "v1.24.3", false},
+		{"v1.31.9+k3s1", "v1.31.9", false},
+		{"v1.31.10+k3s1", "v1.31.10", false},
+		{"v1.31.11+k3s1", "v1.31.11", false},
+		{"v1.32.4", "v1.24.3", false},
+		{"v1.32.5", "v1.31.9", false},
+		{"v1.32.6", "v1.31.10", false},
+		{"v1.32.7", "v1.31.11", false},
+		{"v1.33.0+k3s1", "v1.24.3", false},
+		{"v1.33.1", "v1.31.9", false},
+		{"v1.33.2", "v1.31.10", false},
+		{"v1.33.3", "v1.31.11", false},
+		{"v1.34.0", "v1.31.11", false},
+		{"v1.35.0+rke2r1", "v1.31.11", false},
+		{"v1.24.2+rke2r1", "v1.24.0", false},
+		{"k3s version v1.32.5+k3s1 (abc123)", "v1.31.9", false},
 		{"garbage", "", true},
 		{"", "", true},
 		{"v1", "", true},
@@ -198,9 +226,11 @@ func TestProfileByName(t *testing.T) {
 	}{
 		{"v1.18", "v1.18", false},
 		{"1.18", "v1.18", false},
-		{"v1.19+", "v1.19+", false},
-		{"v1.19", "v1.19+", false},
-		{"current", "current", false},
+		{"v1.19+", "v1.24.3", false},
+		{"v1.19", "v1.24.3", false},
+		{"current", "v1.31.11", false},
+		{"v1.21.2", "v1.21.2", false},
+		{"v1.32.6+k3s1", "v1.31.10", false},
 		{"v2", "", true},
 	}
 	for _, tt := range tests {
@@ -248,8 +278,8 @@ func TestDefaults(t *testing.T) {
 		dir, kc    string
 		secretName string
 	}{
-		{k3s.K3s, k3s.Ports{Supervisor: 6443, APIServer: 6444, Kubelet: 10250, Etcd: 2379}, "/var/lib/rancher/k3s", "/etc/rancher/k3s/k3s.yaml", "k3s-serving"},
-		{k3s.RKE2, k3s.Ports{Supervisor: 9345, APIServer: 6443, Kubelet: 10250, Etcd: 2379}, "/var/lib/rancher/rke2", "/etc/rancher/rke2/rke2.yaml", "rke2-serving"},
+		{k3s.K3s, k3s.Ports{Supervisor: 6443, APIServer: 6444, Kubelet: 10250, Etcd: 2379, ControllerManager: 10257, Scheduler: 10259}, "/var/lib/rancher/k3s", "/etc/rancher/k3s/k3s.yaml", "k3s-serving"},
+		{k3s.RKE2, k3s.Ports{Supervisor: 9345, APIServer: 6443, Kubelet: 10250, Etcd: 2379, ControllerManager: 10257, Scheduler: 10259}, "/var/lib/rancher/rke2", "/etc/rancher/rke2/rke2.yaml", "rke2-serving"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.p), func(t *testing.T) {

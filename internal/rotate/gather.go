@@ -2,21 +2,46 @@ package rotate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/k3scert/k3scert/internal/check"
 	"github.com/k3scert/k3scert/internal/datastore"
 	"github.com/k3scert/k3scert/internal/k3s"
+	"github.com/k3scert/k3scert/internal/nodeconfig"
+	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
 	corev1 "k8s.io/api/core/v1"
 )
 
 // Gather observes the node and returns the plan input: the node, its
 // findings now, which leaves exist, and fingerprints of every file the
-// plan will read (certificates, CAs, dynamic-cert.json).
+// plan will read (certificates, CAs, dynamic-cert.json). The unit's
+// environment is read from the real system (see GatherNode).
 func Gather(ctx context.Context, o check.Options, method, service, datastoreDesc string) (Input, error) {
+	return GatherNode(ctx, GatherOptions{Check: o, Method: method, Service: service, Datastore: datastoreDesc})
+}
+
+// GatherOptions are Gather's inputs.
+type GatherOptions struct {
+	Check     check.Options
+	Method    string
+	Service   string // e.g. "systemd unit k3s"
+	Datastore string // DescribeDatastore
+	// Root is the filesystem root for /etc lookups (unit files and their
+	// environment files); "" = "/".
+	Root string
+	// Unit is the service unit; "" = k3s, k3s-agent, rke2-server or
+	// rke2-agent by program and role.
+	Unit string
+}
+
+// GatherNode is Gather with all options.
+func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
+	o := g.Check
 	n, err := check.Resolve(o)
 	if err != nil {
 		return Input{}, err
@@ -25,14 +50,31 @@ func Gather(ctx context.Context, o check.Options, method, service, datastoreDesc
 	if err != nil {
 		return Input{}, err
 	}
-	kc := o.AdminKubeconfig
-	if kc == "" {
-		kc = k3s.DefaultKubeconfig(n.Program)
+	kc, err := AdminKubeconfig(o, n, g.Root)
+	if err != nil {
+		return Input{}, err
 	}
-	in := Input{Node: r.Node, Program: n.Program, Profile: n.Profile, Method: method, Service: service, Datastore: datastoreDesc,
-		Kubeconfig: kc, Now: o.At, Present: map[string]bool{}, Findings: r.Findings, NoOfflineSecret: !OfflineSecret(n.DataDir)}
+	in := Input{Node: r.Node, Program: n.Program, Profile: n.Profile, Method: g.Method, Service: g.Service, Datastore: g.Datastore,
+		Kubeconfig: kc, Now: o.At, Present: map[string]bool{}, Findings: r.Findings, NoOfflineSecret: !OfflineSecret(n.DataDir),
+		SelfSigned: map[string]bool{}}
+	ports := n.Ports
+	in.Ports = &ports
+	unit := g.Unit
+	if unit == "" {
+		unit = DefaultUnit(n.Program, n.Role)
+	}
+	env, err := ReadUnitEnv(g.Root, unit, string(n.Program))
+	if err != nil {
+		return Input{}, err
+	}
+	in.ExpirationDays, in.ExpirationSource = env.ExpirationDays()
+	specs := k3s.Specs(n.Program, n.Profile)
+	byID := map[string]k3s.Spec{}
+	for _, s := range specs {
+		byID[s.ID] = s
+	}
 	paths := []string{}
-	for _, s := range k3s.Specs(n.Program, n.Profile) {
+	for _, s := range specs {
 		if s.Role != k3s.RoleServer || s.Cert == "" {
 			continue
 		}
@@ -40,15 +82,118 @@ func Gather(ctx context.Context, o check.Options, method, service, datastoreDesc
 		if _, err := os.Stat(p); err == nil {
 			in.Present[s.Cert] = true
 			paths = append(paths, p)
+			if selfManaged(n.DataDir, s, byID) {
+				in.SelfSigned[s.Cert] = true
+			}
 		}
 	}
-	paths = append(paths, filepath.Join(n.DataDir, filepath.FromSlash(k3s.ListenerSpec(n.Program).JSONPath)))
+	in.Leftovers = presentLeftovers(n.DataDir, n.Program, n.Profile)
+	ljson := filepath.Join(n.DataDir, filepath.FromSlash(k3s.ListenerSpec(n.Program).JSONPath))
+	paths = append(paths, ljson)
 	for _, p := range paths {
 		if fs, err := Fingerprint(p); err == nil {
 			in.Inputs = append(in.Inputs, fs)
 		}
 	}
+	if b, err := os.ReadFile(ljson); err == nil && len(b) > 0 {
+		var s corev1.Secret
+		if json.Unmarshal(b, &s) == nil && IsStaticListener(&s) {
+			in.StaticListener = true
+		}
+	}
+	if o.Secret != nil && n.Role == k3s.RoleServer {
+		if s, _, err := o.Secret(ctx); err == nil && IsStaticListener(s) {
+			in.StaticListener = true
+		}
+	}
 	return in, nil
+}
+
+// AdminKubeconfig is the admin kubeconfig K3s really writes on this node:
+// --kubeconfig-admin when given, else write-kubeconfig from config.yaml,
+// its config.yaml.d drop-ins, the unit's K3S_KUBECONFIG_OUTPUT or ExecStart
+// flags (internal/nodeconfig), else /etc/rancher/<p>/<p>.yaml. root is
+// the filesystem root of /etc ("" = "/").
+func AdminKubeconfig(o check.Options, n check.Node, root string) (string, error) {
+	if o.AdminKubeconfig != "" {
+		return o.AdminKubeconfig, nil
+	}
+	at := func(p string) string {
+		if root == "" {
+			return p
+		}
+		return filepath.Join(root, filepath.FromSlash(p))
+	}
+	cfg, errs := nodeconfig.Load(nodeconfig.Options{Program: n.Program, Role: n.Role, Root: root, ConfigFile: o.ConfigFile})
+	if len(errs) > 0 && o.ConfigFile != "" {
+		return "", errs[0]
+	}
+	if cfg.WriteKubeconfig != "" {
+		p := cfg.WriteKubeconfig
+		if !filepath.IsAbs(p) {
+			p = "/" + p // K3s runs with / as its working directory
+		}
+		return at(filepath.Clean(p)), nil
+	}
+	return at(k3s.DefaultKubeconfig(n.Program)), nil
+}
+
+// DefaultUnit is the service unit of a node: k3s, k3s-agent, rke2-server
+// or rke2-agent.
+func DefaultUnit(p k3s.Program, role k3s.Role) string {
+	switch {
+	case role == k3s.RoleAgent:
+		return string(p) + "-agent"
+	case p == k3s.RKE2:
+		return "rke2-server"
+	}
+	return string(p)
+}
+
+// selfManaged reports whether a kube-controller-manager/kube-scheduler
+// serving certificate is the component's own self-signed pair (written to
+// its --cert-dir before K3s signed these with server-ca in 2025): it does
+// not verify against server-ca.
+func selfManaged(dataDir string, s k3s.Spec, byID map[string]k3s.Spec) bool {
+	if !strings.HasPrefix(s.Cert, "server/tls/kube-") {
+		return false
+	}
+	if rowSpecSelfSigned(s) {
+		return true
+	}
+	ca, ok := byID[s.Signer]
+	if !ok {
+		ca, ok = byID["server-ca"]
+	}
+	if !ok {
+		return false
+	}
+	lb, err := os.ReadFile(filepath.Join(dataDir, filepath.FromSlash(s.Cert)))
+	if err != nil {
+		return false
+	}
+	cb, err := os.ReadFile(filepath.Join(dataDir, filepath.FromSlash(ca.Cert)))
+	if err != nil {
+		return false
+	}
+	leaf, err1 := pki.ParseCerts(lb)
+	cas, err2 := pki.ParseCerts(cb)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return pki.SignedBy(leaf[0], cas[0]) != nil
+}
+
+// presentLeftovers lists the files (relative) of another generation that
+// exist on the node but that its row neither uses nor renews.
+func presentLeftovers(dataDir string, p k3s.Program, prof k3s.Profile) []string {
+	var out []string
+	for _, rel := range rowLeftovers(p, prof) {
+		if _, err := os.Stat(filepath.Join(dataDir, filepath.FromSlash(rel))); err == nil {
+			out = append(out, rel)
+		}
+	}
+	return out
 }
 
 // Report exposes the check report a plan was built from.
@@ -96,20 +241,39 @@ func (d dsSecrets) Delete(ctx context.Context) error {
 func (d dsSecrets) Close() error { return d.s.Store.Close() }
 
 // OfflineSecret reports whether the serving secret can be written with
-// K3s stopped: kine's SQLite can (through kine's library), embedded etcd
-// cannot (it runs inside K3s).
+// K3s stopped: kine's SQLite can (through kine's library); K3s's embedded
+// etcd cannot (it runs inside K3s); RKE2's etcd can, because it is a
+// static pod that keeps running while rke2-server is stopped
+// (rancher/rke2@6ce1a8019 bundle/lib/systemd/system/rke2-server.service:
+// KillMode=process, ExecStopPost kills only containerd and kubelet).
 func OfflineSecret(dataDir string) bool {
-	_, err := os.Stat(filepath.Join(dataDir, "server", "db", "state.db"))
-	return err == nil
+	if exists(filepath.Join(dataDir, "server", "db", "state.db")) {
+		return true
+	}
+	return isRKE2(dataDir) && exists(filepath.Join(dataDir, "server", "db", "etcd"))
 }
 
 // DescribeDatastore names the datastore for the plan.
 func DescribeDatastore(dataDir string) string {
-	if _, err := os.Stat(filepath.Join(dataDir, "server", "db", "state.db")); err == nil {
+	switch {
+	case exists(filepath.Join(dataDir, "server", "db", "state.db")):
 		return "sqlite server/db/state.db through kine's library, offline while K3s is stopped"
+	case isRKE2(dataDir) && exists(filepath.Join(dataDir, "server", "db", "etcd")):
+		return "embedded etcd (RKE2 static pod, still running while rke2-server is stopped): the secret is written through it"
+	case exists(filepath.Join(dataDir, "server", "db", "etcd")):
+		return "embedded etcd, which stops with K3s"
 	}
-	if _, err := os.Stat(filepath.Join(dataDir, "server", "db", "etcd")); err == nil {
-		return "embedded etcd: stops with K3s, so the secret is not written offline (dynamiclistener re-syncs it on start)"
-	}
-	return "none found"
+	return "an external datastore (or none found), not reachable while K3s is stopped"
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// isRKE2 tells an RKE2 data dir by its name or its rke2-controller files.
+func isRKE2(dataDir string) bool {
+	return strings.Contains(filepath.Base(dataDir), "rke2") ||
+		exists(filepath.Join(dataDir, "server", "tls", "client-rke2-controller.key")) ||
+		exists(filepath.Join(dataDir, "agent", "client-rke2-controller.crt"))
 }

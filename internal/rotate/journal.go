@@ -2,6 +2,7 @@ package rotate
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -34,9 +35,17 @@ func createJournal(path string, p Plan, now time.Time) (*journal, error) {
 	if err := os.MkdirAll(dirOf(path), 0o700); err != nil {
 		return nil, err
 	}
-	// An ended journal from an earlier rotation is kept beside, not lost.
-	if _, err := os.Stat(path); err == nil {
-		if err := os.Rename(path, fmt.Sprintf("%s.%d", path, now.Unix())); err != nil {
+	// An ended journal from an earlier rotation is kept beside, not lost
+	// (sub-second name; never over an existing one).
+	if _, err := os.Lstat(path); err == nil {
+		old := fmt.Sprintf("%s.%s", path, now.UTC().Format("20060102T150405.000000000Z"))
+		for i := 2; ; i++ {
+			if _, err := os.Lstat(old); errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			old = fmt.Sprintf("%s.%s-%d", path, now.UTC().Format("20060102T150405.000000000Z"), i)
+		}
+		if err := os.Rename(path, old); err != nil {
 			return nil, err
 		}
 	}
@@ -47,15 +56,50 @@ func createJournal(path string, p Plan, now time.Time) (*journal, error) {
 	j := &journal{f: f}
 	if err := j.write(record{T: "plan", At: now, Plan: &p}); err != nil {
 		f.Close()
+		os.Remove(path) // a journal without its plan is no journal
 		return nil, err
 	}
 	return j, syncDir(dirOf(path))
 }
 
+// openJournal opens a journal to append. A torn last line (a crash
+// mid-write) is cut off first, so the next record starts on its own line
+// and the journal stays readable.
 func openJournal(path string) (*journal, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if n := fi.Size(); n > 0 {
+		// Find the end of the last complete line.
+		const chunk = 4096
+		end := int64(-1)
+		for off := n; off > 0 && end < 0; {
+			start := max(off-chunk, 0)
+			buf := make([]byte, off-start)
+			if _, err := f.ReadAt(buf, start); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("journal: %w", err)
+			}
+			if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+				end = start + int64(i) + 1
+			}
+			off = start
+		}
+		if end < 0 {
+			end = 0
+		}
+		if end != n {
+			if err := f.Truncate(end); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("journal: cut the torn last line: %w", err)
+			}
+		}
 	}
 	return &journal{f: f}, nil
 }
@@ -102,7 +146,13 @@ func ReadJournal(path string) (JournalState, error) {
 		if len(line) > 0 && line[len(line)-1] == '\n' {
 			var rec record
 			if jerr := json.Unmarshal(line, &rec); jerr != nil {
-				return st, fmt.Errorf("journal %s: corrupt line: %v", path, jerr)
+				// A torn line with a later record appended to it (written
+				// by an older k3scert that did not cut torn lines): the
+				// torn part never completed; the appended record counts.
+				i := bytes.LastIndex(line, []byte(`{"t":`))
+				if i <= 0 || json.Unmarshal(line[i:], &rec) != nil {
+					return st, fmt.Errorf("journal %s: corrupt line: %v", path, jerr)
+				}
 			}
 			if first {
 				if rec.T != "plan" || rec.Plan == nil {

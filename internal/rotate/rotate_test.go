@@ -103,7 +103,12 @@ func sameTree(t *testing.T, want, got map[string]string) {
 // datastore holding the listener secret.
 func genNodeWithDatastore(t *testing.T) (dataDir, kubeconfig string) {
 	t.Helper()
-	root := t.TempDir()
+	return genNodeIn(t, t.TempDir())
+}
+
+// genNodeIn is genNodeWithDatastore under root (e.g. a small tmpfs).
+func genNodeIn(t *testing.T, root string) (dataDir, kubeconfig string) {
+	t.Helper()
 	dataDir = filepath.Join(root, "var/lib/rancher/k3s")
 	kubeconfig = filepath.Join(root, "etc/rancher/k3s/k3s.yaml")
 	o := k3sgen.Options{DataDir: dataDir, Profile: k3s.ProfileV118, Kubeconfig: kubeconfig, Listener: true}
@@ -453,8 +458,12 @@ func TestAgentRotation(t *testing.T) {
 	}
 }
 
-// A node whose datastore stops with K3s (embedded etcd: no state.db) gets
-// a plan that renews dynamic-cert.json only, and says why.
+// A v1.18 node whose datastore stops with K3s (embedded etcd: no
+// state.db): its dynamiclistener (v0.2.0) lets the old secret overwrite a
+// renewed dynamic-cert.json at start and it has no regenerate trigger
+// (audit W4), so the plan renews the secret through the API before the
+// stop, and --method regenerate is refused with the reason. Every row is
+// covered by TestEmbeddedEtcdListenerPerRow.
 func TestPlanWithoutOfflineSecret(t *testing.T) {
 	root := t.TempDir()
 	dataDir := filepath.Join(root, "var/lib/rancher/k3s")
@@ -473,26 +482,21 @@ func TestPlanWithoutOfflineSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := func() time.Time { return install.Add(time.Minute) }
-	p := planFor(t, dataDir, kc, clock())
-	var listener rotate.Step
-	for _, s := range p.Steps {
-		if s.Name == rotate.StepListener {
-			listener = s
-		}
-	}
-	if p.SecretKey != "" || len(listener.Writes) != 1 || !strings.Contains(listener.Description, "embedded etcd") {
-		t.Fatalf("plan without an offline datastore: secret key %q, listener step %+v", p.SecretKey, listener)
-	}
-	var calls []string
-	e := &rotate.Executor{Plan: p, Service: fakeService{calls: &calls, gen: &o, clock: clock}, Now: clock}
-	if err := e.Apply(context.Background()); err != nil {
+	co := check.Options{DataDir: dataDir, Profile: "v1.18", AdminKubeconfig: kc, At: clock(), NoEndpoint: true}
+	in, err := rotate.Gather(context.Background(), co, rotate.MethodRenew, "fake k3s", rotate.DescribeDatastore(dataDir))
+	if err != nil {
 		t.Fatal(err)
 	}
-	r := checkAt(t, dataDir, kc, clock())
-	for _, f := range r.Findings {
-		if f.Severity == report.Critical {
-			t.Errorf("critical after rotation: %s %s", f.Code, f.Message)
-		}
+	p, err := rotate.NewPlan(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Listener != rotate.ListenerOnline || p.SecretKey != "" || !strings.Contains(p.Summary(), "k3s-io/k3s#5163") {
+		t.Fatalf("plan: listener %q, secret key %q:\n%s", p.Listener, p.SecretKey, p.Summary())
+	}
+	in.Method = rotate.MethodRegenerate
+	if _, err := rotate.NewPlan(in); err == nil || !strings.Contains(err.Error(), "k3s-io/k3s#5163") || !strings.Contains(err.Error(), "embedded etcd") {
+		t.Fatalf("regenerate plan: %v, want a refusal naming the datastore and the reason", err)
 	}
 }
 
@@ -538,8 +542,8 @@ func TestRegenerate(t *testing.T) {
 
 // A data dir the rotation cannot write to: tests run as root, which
 // ignores permission bits, so the backup directory's path is taken by a
-// regular file instead. The backup step fails before anything changed;
-// the rotation rolls back (starts K3s again) and the node is as before.
+// regular file instead. The preflight sees it before anything is stopped;
+// the node is as before. (Faults after the preflight: faults_test.go.)
 func TestUnwritableDataDir(t *testing.T) {
 	dataDir, kc := genNodeWithDatastore(t)
 	clock := func() time.Time { return install.Add(time.Minute) }
@@ -551,11 +555,11 @@ func TestUnwritableDataDir(t *testing.T) {
 	var calls []string
 	secrets := rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: dataDir, Program: k3s.K3s})
 	err := (&rotate.Executor{Plan: p, Service: fakeService{calls: &calls, clock: clock}, Secrets: secrets, Now: clock}).Apply(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "backup") || !strings.Contains(err.Error(), "rolled back") {
-		t.Fatalf("err = %v, want a backup failure and a rollback", err)
+	if err == nil || !strings.Contains(err.Error(), "preflight") || !strings.Contains(err.Error(), "not a directory") || !strings.Contains(err.Error(), "never stopped") {
+		t.Fatalf("err = %v, want a preflight refusal naming the backup directory", err)
 	}
 	sameTree(t, before, hashTree(t, dataDir, kc))
-	if strings.Join(calls, ",") != "stop,stop,start" {
-		t.Errorf("service calls %v, want stop (rotation), stop+start (rollback)", calls)
+	if len(calls) != 0 {
+		t.Errorf("service calls %v, want none", calls)
 	}
 }

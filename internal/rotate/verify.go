@@ -3,10 +3,16 @@ package rotate
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/check"
+	"github.com/k3scert/k3scert/internal/k3s"
+	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -45,7 +51,27 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 			return fmt.Errorf("the renewed admin credentials (%s) do not reach the API: %w", p.Kubeconfig, err)
 		}
 	}
+	program := k3s.Program(p.Node.Program)
+	ports := k3s.DefaultPorts(program)
+	if v.Check.Ports != nil {
+		ports = *v.Check.Ports
+	}
+	supervisor := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.Supervisor))
+	// Only the table's files are judged: the agent's own certificates (a
+	// server's embedded agent too), never containerd's image snapshots,
+	// registry certificates or backups under agent/.
+	agentFiles := map[string]bool{}
+	for _, s := range k3s.Specs(program, k3s.ProfileCurrent) {
+		if s.Role == k3s.RoleAgent && s.Cert != "" && !s.CA {
+			agentFiles[filepath.Join(p.Node.DataDir, filepath.FromSlash(s.Cert))] = true
+		}
+	}
 	for _, at := range []time.Time{now, now.Add(time.Duration(p.VerifyDays) * 24 * time.Hour)} {
+		for _, l := range p.Leaves {
+			if err := validFile(l.Cert, at); err != nil {
+				return err
+			}
+		}
 		o := v.Check
 		o.At = at
 		r, _, err := check.Run(ctx, o)
@@ -54,12 +80,15 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 		}
 		served := 0
 		for _, c := range r.Certificates {
-			if c.Source == "file" && c.Index == 0 && !c.IsCA && strings.Contains(c.Location, "/agent/") &&
+			if c.Source == "file" && c.Index == 0 && !c.IsCA && agentFiles[c.Location] &&
 				(c.Status == "EXPIRED" || c.Status == "NOT YET VALID") {
 				return fmt.Errorf("%s is %s at %s (notAfter %s): the agent did not fetch a fresh certificate", c.Location, c.Status, at.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339))
 			}
 			if c.Source == "endpoint" && c.Index == 0 {
 				served++
+				if p.Listener == ListenerStatic && sameEndpoint(c.Location, supervisor) {
+					continue // user-managed: the rotation does not change it
+				}
 				if c.Status == "EXPIRED" || c.Status == "NOT YET VALID" {
 					return fmt.Errorf("%s serves a certificate that is %s at %s (notAfter %s)", c.Location, c.Status, at.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339))
 				}
@@ -71,7 +100,7 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 		if at.Equal(now) {
 			var crit []string
 			for _, f := range r.Findings {
-				if f.Severity == report.Critical {
+				if f.Severity == report.Critical && v.covers(p, f, program, supervisor) {
 					crit = append(crit, f.Code+" "+f.Location)
 				}
 			}
@@ -81,6 +110,41 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 		}
 	}
 	return nil
+}
+
+// covers: a critical finding counts against the rotation when it is about
+// what the plan renews (Plan.Covers); an agent plan renews every table
+// file of the agent.
+func (v Verifier) covers(p Plan, f report.Finding, program k3s.Program, supervisor string) bool {
+	if p.Node.Role == string(k3s.RoleAgent) {
+		return !filepath.IsAbs(f.Location) || p.Covers(f, program, supervisor)
+	}
+	return p.Covers(f, program, supervisor)
+}
+
+// validFile: a renewed (or regenerated) leaf exists and is valid at at.
+func validFile(path string, at time.Time) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("renewed leaf: %w", err)
+	}
+	certs, err := pki.ParseCerts(b)
+	if err != nil {
+		return fmt.Errorf("renewed leaf %s: %w", path, err)
+	}
+	if at.Before(certs[0].NotBefore) || at.After(certs[0].NotAfter) {
+		return fmt.Errorf("%s is not valid at %s (notAfter %s)", path, at.Format(time.RFC3339), certs[0].NotAfter.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func sameEndpoint(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil {
+		return a == b
+	}
+	return pa == pb && (ha == hb || ha == "localhost" || net.ParseIP(ha).IsLoopback())
 }
 
 func apiReady(ctx context.Context, kubeconfig string) error {

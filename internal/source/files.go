@@ -2,82 +2,123 @@ package source
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/pki"
 )
 
-// Files reads every certificate (all PEM blocks) and key under the data
-// dir's server/tls (including etcd/) and agent/ directories.
+// Files reads the certificate and key files the K3s table names (every
+// row's files, leftovers included) plus whatever lies directly in the
+// kube-scheduler and kube-controller-manager serving-cert directories. It
+// never walks the data dir: agent/ also holds containerd's root (image
+// snapshots full of foreign CAs), airgap tarballs, registry configuration,
+// kubelet state and `k3s certificate rotate` backups (k3s.NotK3sDirs), none
+// of which is K3s certificate state.
 type Files struct {
 	DataDir string
 	Program k3s.Program
-	// Dirs overrides the directories to walk, relative to DataDir.
+	// Dirs restricts the read to table files under these directories,
+	// relative to DataDir (nil: all).
 	Dirs []string
 }
 
 // Name implements Source.
 func (f Files) Name() string { return "files" }
 
-// skipDir reports directories that hold no K3s-managed certificates:
-// kube-apiserver's self-generated temporary-certs and k3scert's own backups.
-func skipDir(name string) bool {
-	return name == "temporary-certs" || strings.HasPrefix(name, ".k3scert")
+// ServingCertDirs are the --cert-dir / serving-cert directories of
+// kube-scheduler and kube-controller-manager, read as a whole.
+var ServingCertDirs = []string{"server/tls/kube-scheduler", "server/tls/kube-controller-manager"}
+
+// Paths lists the files Files would read on this node (absolute): the table
+// files that exist, and the .crt/.key files of ServingCertDirs. Missing
+// files are left out; what is missing is judged by diagnose.
+func (f Files) Paths() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(rel string) {
+		if !f.wanted(rel) || seen[rel] {
+			return
+		}
+		p := filepath.Join(f.DataDir, filepath.FromSlash(rel))
+		if _, err := os.Lstat(p); err != nil {
+			return
+		}
+		seen[rel] = true
+		out = append(out, p)
+	}
+	for _, rel := range k3s.AllFiles(f.Program) {
+		add(rel)
+	}
+	for _, d := range ServingCertDirs {
+		des, err := os.ReadDir(filepath.Join(f.DataDir, filepath.FromSlash(d)))
+		if err != nil {
+			continue
+		}
+		for _, de := range des {
+			if isCertOrKeyName(de.Name()) {
+				add(d + "/" + de.Name())
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (f Files) wanted(rel string) bool {
+	if f.Dirs == nil {
+		return true
+	}
+	for _, d := range f.Dirs {
+		d = strings.TrimSuffix(filepath.ToSlash(d), "/")
+		if strings.HasPrefix(rel, d+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // Read implements Source.
 func (f Files) Read(ctx context.Context, inv *Inventory) {
-	dirs := f.Dirs
-	if dirs == nil {
-		dirs = []string{"server/tls", "agent"}
+	var certs, keys []string
+	for _, p := range f.Paths() {
+		if ctx.Err() != nil {
+			return
+		}
+		fi, err := os.Stat(p)
+		switch {
+		case err != nil && errors.Is(err, fs.ErrNotExist):
+			// a dangling symlink where a table file belongs
+			inv.AddProblem(Problem{Source: File, Location: p, Reason: ReasonNotFound, Detail: err.Error()})
+			continue
+		case err != nil:
+			inv.AddProblem(Problem{Source: File, Location: p, Reason: classifyReadError(err), Detail: err.Error()})
+			continue
+		case fi.IsDir():
+			// A directory where a certificate or key belongs
+			// (server/tls/client-admin.crt/): not "missing".
+			inv.AddProblem(Problem{Source: File, Location: p, Reason: ReasonNotRegular, Detail: "is a directory, not a certificate or key file"})
+			continue
+		}
+		if strings.HasSuffix(p, ".key") {
+			keys = append(keys, p)
+		} else {
+			certs = append(certs, p)
+		}
 	}
-	for _, d := range dirs {
-		root := filepath.Join(f.DataDir, filepath.FromSlash(d))
-		if _, err := os.Stat(root); err != nil {
-			continue // an agent has no server/tls and vice versa; node role decides what is expected
+	parsed := map[string]*Cert{}
+	for _, p := range certs {
+		if c := f.readCert(inv, p); c != nil {
+			parsed[p] = c
 		}
-		var certs, keys []string
-		_ = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				inv.AddProblem(Problem{Source: File, Location: p, Reason: classifyReadError(err), Detail: err.Error()})
-				return nil
-			}
-			if de.IsDir() {
-				if p != root && skipDir(de.Name()) {
-					return filepath.SkipDir
-				}
-				if p != root && isCertOrKeyName(p) {
-					// A directory where a certificate or key belongs
-					// (server/tls/client-admin.crt/): not "missing".
-					inv.AddProblem(Problem{Source: File, Location: p, Reason: ReasonNotRegular, Detail: "is a directory, not a certificate or key file"})
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			switch {
-			case strings.HasSuffix(p, ".crt"), strings.HasSuffix(p, ".pem"):
-				certs = append(certs, p)
-			case strings.HasSuffix(p, ".key"):
-				keys = append(keys, p)
-			}
-			return nil
-		})
-		parsed := map[string]*Cert{}
-		for _, p := range certs {
-			if c := f.readCert(inv, p); c != nil {
-				parsed[p] = c
-			}
-		}
-		for _, p := range keys {
-			f.readKey(inv, p, parsed)
-		}
+	}
+	for _, p := range keys {
+		f.readKey(inv, p, parsed)
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 	"github.com/k3scert/k3scert/internal/check"
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/k3s/k3sgen"
+	"github.com/k3scert/k3scert/internal/k3s/k3sgen/realnode"
 	"github.com/k3scert/k3scert/internal/report"
+	"github.com/k3scert/k3scert/internal/source"
 )
 
 // T0 is the first start of the reference verification (facts §3.5).
@@ -69,7 +71,7 @@ func (n *Node) Path(rel string) string { return filepath.Join(n.O.DataDir, filep
 
 func (n *Node) Options(at time.Time) check.Options {
 	return check.Options{DataDir: n.O.DataDir, Profile: n.O.Profile.Name, At: at, AdminKubeconfig: n.KC,
-		ConfigFile: n.Cfg, NoEndpoint: true}
+		ConfigFile: n.Cfg, NoEndpoint: true, ConfigRoot: filepath.Dir(n.Cfg)}
 }
 
 // check runs k3scert check on the node at time at.
@@ -122,4 +124,26 @@ func Dump(t *testing.T, r report.Report) {
 		b.WriteString(string(f.Severity) + " " + f.Code + " " + f.Location + "\n    " + f.Message + "\n")
 	}
 	t.Logf("findings (exit %d):\n%s", r.Summary.ExitCode, b.String())
+}
+
+// RealOptions are the check options k3scert would use on a realnode node
+// run without flags: the default data dir and every configuration file
+// (config.yaml, drop-ins, unit) under the node's root, the row detected
+// from the files, endpoints not probed.
+func RealOptions(n *realnode.Node, at time.Time) check.Options {
+	return check.Options{Program: n.O.Program, At: at, ConfigRoot: n.Root, NoEndpoint: true}
+}
+
+// CheckReal runs check on a realnode node.
+func CheckReal(t testing.TB, n *realnode.Node, at time.Time, mod ...func(*check.Options)) (report.Report, *source.Inventory) {
+	t.Helper()
+	o := RealOptions(n, at)
+	for _, m := range mod {
+		m(&o)
+	}
+	r, inv, err := check.Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	return r, inv
 }

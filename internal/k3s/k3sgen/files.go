@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/k3s"
@@ -63,7 +62,14 @@ func writeAdminKubeconfig(o Options) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(o.Kubeconfig, AdminKubeconfig(fmt.Sprintf("https://127.0.0.1:%d", o.SupervisorPort), ca, crt, key), 0o600)
+	// K3s writes https://127.0.0.1:<HTTPSPort>: the supervisor port 6443
+	// for K3s, kube-apiserver's 6443 for RKE2 (pkg/server/server.go@2a1e2e8
+	// writeKubeConfig; audit L4).
+	port := o.SupervisorPort
+	if o.Program == k3s.RKE2 {
+		port = o.APIServerPort
+	}
+	return writeFile(o.Kubeconfig, AdminKubeconfig(fmt.Sprintf("https://127.0.0.1:%d", port), ca, crt, key), 0o600)
 }
 
 // AdminKubeconfig renders a kubeconfig with embedded data, in the shape of
@@ -113,8 +119,8 @@ type ListenerMeta struct {
 // node: the configured SANs plus 127.0.0.1 and the node IPs.
 func (o Options) ListenerSANs() ([]string, []net.IP) {
 	o.defaults()
-	dns := append(k3s.ListenerDNSNames(o.Profile, o.ClusterDomain), o.TLSSANs...)
-	return dns, o.configIPs()
+	dns, ips := o.configSANs()
+	return append(k3s.ListenerDNSNames(o.Profile, o.ClusterDomain), dns...), ips
 }
 
 // ensureListener writes dynamic-cert.json as dynamiclistener would on first
@@ -140,7 +146,7 @@ func ensureListener(o Options, c *ca, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	b, err := MarshalListener(o.Program, append([]*x509.Certificate{cert}, c.certs...), keyPEM)
+	b, err := MarshalListenerFor(o.Program, o.Profile, append([]*x509.Certificate{cert}, c.certs...), keyPEM, false)
 	if err != nil {
 		return err
 	}
@@ -150,15 +156,25 @@ func ensureListener(o Options, c *ca, now time.Time) error {
 // MarshalListener encodes a listener secret (chain + key) with the
 // annotations dynamiclistener sets: one cn-<name> per SAN and the SHA1
 // fingerprint (facts §3.2).
+// The keys follow the current dynamiclistener (IPv6, wildcards and long
+// names hashed); MarshalListenerFor uses a row's release.
 func MarshalListener(p k3s.Program, chain []*x509.Certificate, keyPEM []byte) ([]byte, error) {
+	return MarshalListenerFor(p, k3s.ProfileCurrent, chain, keyPEM, false)
+}
+
+// MarshalListenerFor is MarshalListener with the annotation keys of the
+// row's dynamiclistener (k3s.ListenerAnnotationKey) and, when static, the
+// listener.cattle.io/static annotation of a user-provided certificate.
+func MarshalListenerFor(p k3s.Program, prof k3s.Profile, chain []*x509.Certificate, keyPEM []byte, static bool) ([]byte, error) {
 	l := k3s.ListenerSpec(p)
 	ann := map[string]string{"listener.cattle.io/fingerprint": fmt.Sprintf("SHA1=%X", sha1.Sum(chain[0].Raw))}
 	for _, n := range pki.SANs(chain[0]) {
-		k := "listener.cattle.io/cn-" + n
-		if len(k) > 63 || strings.ContainsAny(n, ":*") {
-			continue
+		if k, ok := k3s.ListenerAnnotationKey(prof, n); ok {
+			ann[k] = n
 		}
-		ann[k] = n
+	}
+	if static {
+		ann[k3s.ListenerStaticAnnotation] = "true"
 	}
 	s := ListenerSecret{Kind: "Secret", APIVersion: "v1",
 		Metadata: ListenerMeta{Name: l.SecretName, Namespace: l.Namespace, Annotations: ann},

@@ -48,6 +48,14 @@ type Options struct {
 	// ValidityDays overrides the 365-day leaf validity
 	// (CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS).
 	ValidityDays int
+	// DisableETCD: --disable-etcd, no etcd/server-client pair
+	// (deps.go@2a1e2e8:506-515).
+	DisableETCD bool
+	// RancherCertDir: on rows before the CA-signed kube-* serving certs,
+	// kube-controller-manager and kube-scheduler run with Rancher's
+	// --cert-dir=<data-dir>/server/tls/<component> and write a self-signed
+	// 1-year pair there when it is missing (k3s-io/k3s#10176).
+	RancherCertDir bool
 }
 
 func (o *Options) defaults() {
@@ -87,8 +95,8 @@ func Start(o Options, now time.Time) (Result, error) {
 	cas := map[string]*ca{}
 	specs := k3s.Specs(o.Program, o.Profile)
 	for _, s := range specs {
-		if !s.CA || s.Copy || s.Role != k3s.RoleServer {
-			continue
+		if !s.CA || s.Copy || s.Role != k3s.RoleServer || s.External {
+			continue // custom root/intermediate CAs are the user's, never made by K3s
 		}
 		c, created, err := loadOrCreateCA(o, s, now)
 		if err != nil {
@@ -102,12 +110,25 @@ func Start(o Options, now time.Time) (Result, error) {
 		}
 	}
 	if !o.AgentOnly {
+		if o.Profile.DeletesLegacyProxyCerts {
+			// cleanupLegacyCerts (deps.go@2a1e2e8:672-684): every start.
+			for _, l := range k3s.Leftovers(o.Program, o.Profile) {
+				if l.RemovedAtStart {
+					if err := os.Remove(o.path(l.Spec.Cert)); err != nil && !os.IsNotExist(err) {
+						return res, err
+					}
+				}
+			}
+		}
 		for _, s := range specs {
-			if s.Role != k3s.RoleServer || s.CA {
-				continue
+			if s.Role != k3s.RoleServer || s.CA || s.External {
+				continue // self-signed kube-* pairs are written by the components (SelfSignedServing)
 			}
 			var action string
 			var err error
+			if s.ID == "etcd-server-client" && o.DisableETCD {
+				continue
+			}
 			if s.Cert == "" {
 				action, err = ensureKey(o, s)
 			} else {
@@ -126,6 +147,21 @@ func Start(o Options, now time.Time) (Result, error) {
 		if o.Listener {
 			if err := ensureListener(o, cas["server-ca"], now); err != nil {
 				return res, err
+			}
+		}
+	}
+	if !o.AgentOnly && o.RancherCertDir && !o.Profile.KCMSchedulerServing {
+		for _, s := range specs {
+			if s.SelfSigned {
+				created, err := SelfSignedServing(o.path(s.Cert), o.path(s.Key), now)
+				if err != nil {
+					return res, err
+				}
+				if created {
+					res.Created = append(res.Created, s.ID)
+				} else {
+					res.Kept = append(res.Kept, s.ID)
+				}
 			}
 		}
 	}
@@ -232,14 +268,28 @@ func (o Options) request(s k3s.Spec, now time.Time, signer *x509.Certificate) pk
 	}
 	switch s.ID {
 	case "serving-kube-apiserver":
-		r.DNSNames = append(k3s.APIServerDNSNames(o.Profile, o.ClusterDomain), o.TLSSANs...)
-		r.IPs = o.configIPs()
+		dns, ips := o.configSANs()
+		r.DNSNames = append(k3s.APIServerDNSNames(o.Profile, o.ClusterDomain), dns...)
+		r.IPs = ips
 	case "etcd-server-client", "etcd-peer-server-client":
-		r.DNSNames = append([]string{"kine.sock", "localhost"}, o.TLSSANs...)
-		r.IPs = o.configIPs()
+		dns, ips := o.configSANs()
+		r.DNSNames = append([]string{"kine.sock"}, dns...)
+		if o.Profile.LegacyNames {
+			r.DNSNames = append(r.DNSNames, "localhost")
+		}
+		r.IPs = ips
+	case "serving-kube-scheduler", "serving-kube-controller-manager":
+		// deps.go@2a1e2e8:454-469
+		r.DNSNames = []string{"localhost"}
+		r.IPs = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	case "agent-serving-kubelet":
+		// handlers.go@2a1e2e8:62-91 (::1 since k3s d9c422a3a, 2026-01: current row only)
 		r.DNSNames = []string{o.NodeName, "localhost"}
-		r.IPs = append([]net.IP{net.IPv4(127, 0, 0, 1)}, o.NodeIPs...)
+		r.IPs = []net.IP{net.IPv4(127, 0, 0, 1)}
+		if o.Profile.DeletesLegacyProxyCerts {
+			r.IPs = append(r.IPs, net.IPv6loopback)
+		}
+		r.IPs = append(r.IPs, o.NodeIPs...)
 	}
 	nb := now.Add(-time.Hour)
 	if signer != nil && nb.Before(signer.NotBefore) {
@@ -253,9 +303,55 @@ func (o Options) request(s k3s.Spec, now time.Time, signer *x509.Certificate) pk
 // configIPs is config.SANs' IP part: 127.0.0.1, the node IPs and the
 // apiserver service IP (facts §1.2).
 func (o Options) configIPs() []net.IP {
-	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
+	_, ips := o.configSANs()
+	return ips
+}
+
+// configSANs is K3s's config.SANs split into names and IPs
+// (pkg/cli/server/server.go@2a1e2e8:291-305, 345-349, 559-561): --tls-san,
+// 127.0.0.1, ::1, localhost, the node name, the node IPs and the service
+// IP. v1.18-era rows keep the short set (127.0.0.1, node IPs, service IP,
+// --tls-san). --tls-san values that are IPs become IP SANs.
+func (o Options) configSANs() (dns []string, ips []net.IP) {
+	ips = []net.IP{net.IPv4(127, 0, 0, 1)}
+	if !o.Profile.LegacyNames {
+		ips = append(ips, net.IPv6loopback)
+		dns = append(dns, "localhost", o.NodeName)
+	}
 	ips = append(ips, o.NodeIPs...)
-	return append(ips, net.ParseIP(k3s.ServiceIP))
+	for _, n := range o.TLSSANs {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	ips = append(ips, net.ParseIP(k3s.ServiceIP))
+	return dedupe(dns), dedupeIPs(ips)
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range in {
+		if x != "" && !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func dedupeIPs(in []net.IP) []net.IP {
+	seen := map[string]bool{}
+	var out []net.IP
+	for _, x := range in {
+		if !seen[x.String()] {
+			seen[x.String()] = true
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func nodeCN(tmpl, node string) string {
@@ -289,7 +385,10 @@ func ensureLeaf(o Options, s k3s.Spec, c *ca, now time.Time) (string, error) {
 			}
 		}
 	}
-	key, err := pki.NewECKey()
+	// LoadOrGenerateKeyFile(keyFile, regen): a new key when the leaf is
+	// regenerated, the existing key when only the certificate is missing
+	// (deps.go@2a1e2e8 createClientCertKey).
+	key, err := loadOrNewKey(o.path(s.Key), errC == nil)
 	if err != nil {
 		return "", err
 	}
@@ -384,7 +483,13 @@ func fetchAgent(o Options, cas map[string]*ca, now time.Time) ([]string, error) 
 			continue
 		}
 		c := cas[s.Signer]
-		key, err := pki.NewECKey()
+		if s.Cert == "" || c == nil {
+			continue
+		}
+		// Agents keep their keys across restarts: CSR-based signing
+		// (getCSRBytes → LoadOrGenerateKeyFile(keyFile, false),
+		// pkg/agent/config/config.go@2a1e2e8:318-328).
+		key, err := loadOrNewKey(o.path(s.Key), false)
 		if err != nil {
 			return nil, err
 		}
@@ -406,6 +511,19 @@ func fetchAgent(o Options, cas map[string]*ca, now time.Time) ([]string, error) 
 		ids = append(ids, s.ID)
 	}
 	return ids, nil
+}
+
+// loadOrNewKey returns the ECDSA key at path, or a new one when regen is
+// set or the file is missing or unreadable.
+func loadOrNewKey(path string, regen bool) (crypto.Signer, error) {
+	if !regen {
+		if b, err := os.ReadFile(path); err == nil {
+			if k, _, err := pki.ParseKey(b); err == nil {
+				return k, nil
+			}
+		}
+	}
+	return pki.NewECKey()
 }
 
 func writeKey(path string, k crypto.Signer) error {

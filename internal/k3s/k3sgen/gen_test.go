@@ -125,11 +125,14 @@ func TestStartFaithful(t *testing.T) {
 				p := func(rel string) string { return filepath.Join(o.DataDir, filepath.FromSlash(rel)) }
 				cas := map[string][]*x509.Certificate{}
 				for _, s := range k3s.Specs(prog, prof) {
-					if s.CA && !s.Copy {
+					if s.CA && !s.Copy && !s.External {
 						cas[s.ID] = readCerts(t, p(s.Cert))
 					}
 				}
 				for _, s := range k3s.Specs(prog, prof) {
+					if s.External {
+						continue
+					}
 					t.Run(s.ID, func(t *testing.T) {
 						checkKey(t, s, p)
 						if s.Cert == "" {
@@ -249,15 +252,26 @@ func checkLeaf(t *testing.T, o k3sgen.Options, s k3s.Spec, c *x509.Certificate, 
 	if !bytes.Equal(c.AuthorityKeyId, ca[0].SubjectKeyId) {
 		t.Errorf("AuthorityKeyId differs from the CA's SubjectKeyId")
 	}
-	cfgIPs := []string{"127.0.0.1", nodeIP.String(), k3s.ServiceIP}
+	// config.SANs (audit §7, server.go@2a1e2e8:291-305): --tls-san,
+	// 127.0.0.1, ::1, localhost, node name, node IPs, service IP; the
+	// v1.18-era rows keep the short set.
+	cfgIPs := []string{"127.0.0.1", "::1", nodeIP.String(), k3s.ServiceIP}
+	cfgDNS := []string{"localhost", "node1", "k3s.example.com"}
+	if o.Profile.LegacyNames {
+		cfgIPs = []string{"127.0.0.1", nodeIP.String(), k3s.ServiceIP}
+		cfgDNS = []string{"k3s.example.com"}
+	}
 	var wantDNS, wantIP []string
 	switch s.ID {
 	case "serving-kube-apiserver":
-		wantDNS = []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "k3s.example.com"}
+		wantDNS = append([]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, cfgDNS...)
 		if o.Profile.LegacyNames {
-			wantDNS = []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost", "k3s.example.com"}
+			wantDNS = append([]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"}, cfgDNS...)
 		}
 		wantIP = cfgIPs
+	case "serving-kube-scheduler", "serving-kube-controller-manager":
+		wantDNS = []string{"localhost"}
+		wantIP = []string{"127.0.0.1", "::1"}
 	case "etcd-server-client", "etcd-peer-server-client":
 		// kine.sock + config.SANs; the generator also adds localhost,
 		// which newer K3s is believed to add (facts, open questions).
@@ -273,6 +287,9 @@ func checkLeaf(t *testing.T, o k3sgen.Options, s k3s.Spec, c *x509.Certificate, 
 	case "agent-serving-kubelet":
 		wantDNS = []string{"node1", "localhost"}
 		wantIP = []string{"127.0.0.1", nodeIP.String()}
+		if o.Profile.DeletesLegacyProxyCerts {
+			wantIP = append(wantIP, "::1")
+		}
 	}
 	if got := sorted(c.DNSNames); !slices.Equal(got, sorted(wantDNS)) {
 		t.Errorf("DNS SANs %v, want %v", got, wantDNS)
@@ -451,14 +468,69 @@ func TestFieldsChanged(t *testing.T) {
 }
 
 // TestAgentFetchedEveryStart: the agent's certificates are new on each
-// start, with a new key (facts §1.3).
+// start, but the agent keeps its key (CSR signing, audit §4).
 func TestAgentFetchedEveryStart(t *testing.T) {
 	o, _ := gen(t, k3sgen.Options{}, t0)
 	p := filepath.Join(o.DataDir, "agent/client-kubelet.key")
-	k1 := read(t, p)
+	c := filepath.Join(o.DataDir, "agent/client-kubelet.crt")
+	k1, c1 := read(t, p), read(t, c)
 	gen(t, o, t0.Add(day))
-	if bytes.Equal(k1, read(t, p)) {
-		t.Error("agent key not renewed on start")
+	if !bytes.Equal(k1, read(t, p)) {
+		t.Error("agent key changed on start")
+	}
+	if bytes.Equal(c1, read(t, c)) {
+		t.Error("agent certificate not fetched again on start")
+	}
+}
+
+// TestKeyReusedWhenOnlyCertMissing: K3s's LoadOrGenerateKeyFile(key,
+// regen=false) keeps the key when only the certificate is gone, and makes
+// a new key when the leaf is regenerated (audit §2).
+func TestKeyReusedWhenOnlyCertMissing(t *testing.T) {
+	o, _ := gen(t, k3sgen.Options{NoAgent: true}, t0)
+	crt := filepath.Join(o.DataDir, "server/tls/client-admin.crt")
+	key := filepath.Join(o.DataDir, "server/tls/client-admin.key")
+	k1 := read(t, key)
+	if err := os.Remove(crt); err != nil {
+		t.Fatal(err)
+	}
+	gen(t, o, t0.Add(day))
+	if !bytes.Equal(k1, read(t, key)) {
+		t.Error("key replaced although only the certificate was missing")
+	}
+	gen(t, o, t0.Add(300*day)) // inside the window: regenerated with a new key
+	if bytes.Equal(k1, read(t, key)) {
+		t.Error("key kept on regeneration")
+	}
+}
+
+// TestDeletingRowAndSelfSigned: the current row deletes the two legacy
+// proxy certificates at every start (keeping the keys); pre-2025 rows with
+// Rancher's --cert-dir get self-signed kube-* pairs that are never renewed.
+func TestDeletingRowAndSelfSigned(t *testing.T) {
+	o, _ := gen(t, k3sgen.Options{NoAgent: true, Profile: k3s.ProfileV119}, t0)
+	crt := filepath.Join(o.DataDir, "server/tls/client-kube-proxy.crt")
+	if _, err := os.Stat(crt); err != nil {
+		t.Fatalf("v1.24.3 row writes client-kube-proxy.crt: %v", err)
+	}
+	o.Profile = k3s.ProfileCurrent
+	gen(t, o, t0.Add(day))
+	if _, err := os.Stat(crt); !os.IsNotExist(err) {
+		t.Errorf("current row left client-kube-proxy.crt: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(o.DataDir, "server/tls/client-kube-proxy.key")); err != nil {
+		t.Errorf("key removed: %v", err)
+	}
+
+	o2, _ := gen(t, k3sgen.Options{NoAgent: true, Profile: k3s.ProfileV119, RancherCertDir: true}, t0)
+	p := filepath.Join(o2.DataDir, "server/tls/kube-scheduler/kube-scheduler.crt")
+	certs := readCerts(t, p)
+	if len(certs) != 2 || !certs[1].IsCA || certs[0].CheckSignatureFrom(certs[1]) != nil || !strings.HasPrefix(certs[0].Subject.CommonName, "localhost@") {
+		t.Fatalf("self-signed pair %+v", certs)
+	}
+	gen(t, o2, t0.Add(400*day))
+	if again := readCerts(t, p); !again[0].Equal(certs[0]) {
+		t.Error("the self-signed pair was renewed; nobody renews it")
 	}
 }
 
