@@ -38,19 +38,20 @@ type Listener struct {
 // Binary is the file name of the era's supervisor binary.
 func (l Listener) Binary() string { return "dynamiclistener-" + l.Release }
 
-// The eras. Evidence: k3s go.mod history (rancher/k3s, k3s-io/k3s) and
-// the dynamiclistener tags; ../shared/k3s-facts.md §3.5.
+// The eras, named by the rows of internal/k3s's release matrix
+// (Profile.DynamicListener). Evidence: k3s go.mod history (rancher/k3s,
+// k3s-io/k3s), the dynamiclistener tags, ../shared/k3s-facts.md §3.5.
 var (
 	ListenerV020 = Listener{Release: "v0.2.0",
-		Lines: "K3s v1.16–v1.18.x (every v1.16–v1.18 tag and release-1.18 pin dynamiclistener v0.2.0)"}
+		Lines: "K3s v1.16 – v1.18.x, matrix row v1.18 (every v1.16–v1.18 tag and release-1.18 pin dynamiclistener v0.2.0)"}
 	ListenerV021 = Listener{Release: "v0.2.1", ExpirationDaysCheck: true, FirstCheck: 30 * time.Second,
-		Lines: "K3s v1.19.1 – v1.20.x (k3s PR #2100; go.mod of the v1.19.0-k3s1 bump pins v0.2.1; v0.2.2/v0.2.3 of 2021-03 only changed etcd-only nodes)"}
+		Lines: "K3s v1.19.1 – v1.22.4, matrix rows v1.19.1 and v1.21.2 (\"v0.2.x\"): k3s PR #2100 and the go.mod of the v1.19.0-k3s1 bump pin v0.2.1; v0.2.2 – v0.2.7 (2021) keep its merge and only changed etcd-only nodes and IPv6 names"}
 	ListenerV033 = Listener{Release: "v0.3.3", ExpirationDaysCheck: true, RegenerateCerts: true,
-		Lines: "K3s v1.21.8 / v1.22.5 – v1.24.2 (v0.3.1–v0.3.3: `k3s certificate rotate`, Merge without the expiry test)"}
+		Lines: "K3s v1.21.8 / v1.22.5 – v1.22.11, v1.23.0 – v1.23.8, v1.24.0 – v1.24.2, matrix rows v1.21.8 and v1.24.0 (v0.3.1 – v0.3.3: the regenerate hook, Merge without the expiry test)"}
 	ListenerV034 = Listener{Release: "v0.3.4", ExpirationDaysCheck: true, RegenerateCerts: true,
-		Lines: "K3s v1.24.3 / v1.23.9 / v1.22.12 and later (k3s PR #5896: an expired secret no longer replaces a renewed certificate)"}
+		Lines: "K3s v1.22.12+, v1.23.9+, v1.24.3 – v1.33.0, matrix rows v1.22.12 and v1.24.3 (k3s PR #5896: an expired secret no longer replaces a renewed certificate)"}
 	ListenerV094 = Listener{Release: "v0.9.4", ExpirationDaysCheck: true, RegenerateCerts: true,
-		Lines: "current K3s (k3s 2a1e2e8 pins v0.9.1-0.20260710234258-e4a1908, same semantics as v0.9.4)"}
+		Lines: "the 2025 lines (v1.31.9+, v1.32.5+, v1.33.1+) and today, matrix rows v1.31.9 – v1.31.11 (\"current\": k3s 2a1e2e8 pins v0.9.1-0.20260710234258-e4a1908, same semantics as v0.9.4)"}
 )
 
 // Listeners lists every era, oldest first.
@@ -71,54 +72,52 @@ func ListenerByRelease(release string) (Listener, error) {
 	return Listener{}, fmt.Errorf("no lab supervisor built from dynamiclistener %q (have %s)", release, strings.Join(names, ", "))
 }
 
-// ===== PROFILE -> LISTENER ERA =====
-// The one place that maps a version profile to the listener of its era,
-// until internal/k3s's version matrix names the dynamiclistener release of
-// each row. The "v1.19+" profile spans v1.19.1 – v1.33.0; its default is
-// the v0.3.4 behaviour, which the longest part of that range (mid-2022 on)
-// has. The other eras of that range are reached through the Lines below
-// (or Options.Listener).
-func ListenerFor(p k3s.Profile) Listener {
-	switch p.Name {
-	case k3s.ProfileV118.Name:
-		return ListenerV020
-	case k3s.ProfileV119.Name:
-		return ListenerV034
+// ListenerFor returns the era of a release-matrix row: the supervisor built
+// from the dynamiclistener release the row names (k3s.Profile.DynamicListener).
+// "v0.2.x" (the v0.2.1 – v0.2.7 of the 2020–21 lines, one merge behaviour)
+// runs v0.2.1, the release K3s v1.19.1 shipped; "current" runs v0.9.4.
+func ListenerFor(p k3s.Profile) (Listener, error) {
+	switch p.DynamicListener {
+	case "v0.2.x":
+		return ListenerV021, nil
+	case "current":
+		return ListenerV094, nil
+	case "":
+		return Listener{}, fmt.Errorf("profile %s names no dynamiclistener release", p.Name)
 	}
-	return ListenerV094
+	l, err := ListenerByRelease(p.DynamicListener)
+	if err != nil {
+		return l, fmt.Errorf("profile %s: %w", p.Name, err)
+	}
+	return l, nil
 }
 
-// Line is a K3s release line as the lab replays it: a version profile (file
-// names, renewal window) with the listener of its era.
+// Line is a K3s release line as `lab run all` replays it: a row of the
+// release matrix and the listener of its era.
 type Line struct {
-	Name     string
 	Profile  k3s.Profile
 	Listener Listener
 }
 
-// Lines are the release lines `lab run` replays, oldest first.
-var Lines = []Line{
-	{Name: "v1.18", Profile: k3s.ProfileV118, Listener: ListenerV020},
-	{Name: "v1.19-v1.20", Profile: k3s.ProfileV119, Listener: ListenerV021},
-	{Name: "v1.21.8-v1.24.2", Profile: k3s.ProfileV119, Listener: ListenerV033},
-	{Name: "v1.24.3-v1.33.0", Profile: k3s.ProfileV119, Listener: ListenerV034},
-	{Name: "current", Profile: k3s.ProfileCurrent, Listener: ListenerV094},
-}
+// lineRows are the rows `lab run all` replays: one per listener era (every
+// row can be replayed with its name as the profile).
+var lineRows = []string{"v1.18", "v1.19.1", "v1.21.8", "v1.24.3", k3s.ProfileCurrent.Name}
 
-// ===== END PROFILE -> LISTENER ERA =====
-
-// LineByName returns a release line.
-func LineByName(name string) (Line, error) {
-	for _, l := range Lines {
-		if l.Name == name {
-			return l, nil
+// Lines returns one release line per listener era, oldest first.
+func Lines() ([]Line, error) {
+	var out []Line
+	for _, name := range lineRows {
+		p, err := k3s.ProfileByName(name)
+		if err != nil {
+			return nil, err
 		}
+		l, err := ListenerFor(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Line{Profile: p, Listener: l})
 	}
-	var names []string
-	for _, l := range Lines {
-		names = append(names, l.Name)
-	}
-	return Line{}, fmt.Errorf("unknown release line %q (want one of %s)", name, strings.Join(names, ", "))
+	return out, nil
 }
 
 // supervisorProtocol is the command-line protocol of the supervisor

@@ -37,20 +37,32 @@ func TestSupervisorBinariesAreTheirEra(t *testing.T) {
 	}
 }
 
-// Each profile runs the listener of its era unless told otherwise, and the
-// lines cover every era once.
+// Every row of the release matrix runs the listener of its era, and the
+// lines of `lab run all` cover every era once.
 func TestProfileEras(t *testing.T) {
-	for p, want := range map[string]string{"v1.18": "v0.2.0", "v1.19+": "v0.3.4", "current": "v0.9.4"} {
-		prof, err := k3s.ProfileByName(p)
+	want := map[string]string{"v0.2.0": "v0.2.0", "v0.2.x": "v0.2.1", "v0.3.3": "v0.3.3", "v0.3.4": "v0.3.4", "current": "v0.9.4"}
+	for _, p := range k3s.Rows {
+		l, err := lab.ListenerFor(p)
 		if err != nil {
-			t.Fatal(err)
+			t.Errorf("row %s: %v", p.Name, err)
+			continue
 		}
-		if got := lab.ListenerFor(prof).Release; got != want {
-			t.Errorf("profile %s: listener %s, want %s", p, got, want)
+		if l.Release != want[p.DynamicListener] {
+			t.Errorf("row %s (dynamiclistener %s): listener %s, want %s", p.Name, p.DynamicListener, l.Release, want[p.DynamicListener])
+		}
+		if p.RegenTrigger && !l.RegenerateCerts {
+			t.Errorf("row %s has the regenerate trigger, its listener %s no hook", p.Name, l.Release)
+		}
+		if p.ListenerRenews != l.ExpirationDaysCheck {
+			t.Errorf("row %s: ListenerRenews %v, listener %s ExpirationDaysCheck %v", p.Name, p.ListenerRenews, l.Release, l.ExpirationDaysCheck)
 		}
 	}
+	lines, err := lab.Lines()
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
-	for _, l := range lab.Lines {
+	for _, l := range lines {
 		if seen[l.Listener.Release] {
 			t.Errorf("era %s replayed by two lines", l.Listener.Release)
 		}
@@ -62,6 +74,9 @@ func TestProfileEras(t *testing.T) {
 	if _, err := lab.ListenerByRelease("v0.1.0"); err == nil {
 		t.Error("an unbuilt release was accepted")
 	}
+	if _, err := lab.ListenerFor(k3s.Profile{Name: "x", DynamicListener: "v0.4.0"}); err == nil {
+		t.Error("a row naming an unbuilt release was accepted")
+	}
 }
 
 // The reference scenarios on the release lines between v1.18 and today,
@@ -69,12 +84,20 @@ func TestProfileEras(t *testing.T) {
 // what the real code of each era does.
 func TestScenariosPerEra(t *testing.T) {
 	requireLab(t)
-	for _, line := range []string{"v1.19-v1.20", "v1.21.8-v1.24.2", "v1.24.3-v1.33.0"} {
-		t.Run(line, func(t *testing.T) {
+	lines, err := lab.Lines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines {
+		switch l.Listener.Release {
+		case "v0.2.0", "v0.9.4":
+			continue // TestScenario1V118Seed, TestScenario2V118, TestScenariosCurrent
+		}
+		l := l
+		t.Run(l.Profile.Name, func(t *testing.T) {
 			t.Parallel()
-			l, _ := lab.LineByName(line)
 			for _, sc := range lab.Scenarios {
-				r := run(t, lab.RunOptions{Scenario: sc, Line: line})
+				r := run(t, lab.RunOptions{Scenario: sc, Profile: l.Profile})
 				if want := "dynamiclistener " + l.Listener.Release + " (real)"; r.Listener != want {
 					t.Errorf("%s: listener %q, want %q", sc, r.Listener, want)
 				}
@@ -101,11 +124,11 @@ func checkEra(t *testing.T, l lab.Line, sc string, r lab.Result) {
 		// The listener renews itself near expiry and the renewal
 		// survives the secret: the reference failure does not happen.
 		if r.Reproduced {
-			t.Errorf("%s on %s: reproduced, want not: %s", sc, l.Name, r.Summary)
+			t.Errorf("%s on %s: reproduced, want not: %s", sc, l.Profile.Name, r.Summary)
 		}
 		assertWorks(t, last)
 		if !strings.Contains(ev, "renewed the certificate it started with (") {
-			t.Errorf("%s on %s: at %s the listener event is %q, want a renewal", sc, l.Name, renewing, ev)
+			t.Errorf("%s on %s: at %s the listener event is %q, want a renewal", sc, l.Profile.Name, renewing, ev)
 		}
 	case "v0.3.3":
 		// Merge without the expiry test (factory/gen.go@v0.3.3): the
@@ -116,12 +139,12 @@ func checkEra(t *testing.T, l lab.Line, sc string, r lab.Result) {
 		// is kept and the node works.
 		if r.Reproduced {
 			if !strings.Contains(r.Summary, "put the old one back") {
-				t.Errorf("%s on %s: reproduced without a listener event: %s", sc, l.Name, r.Summary)
+				t.Errorf("%s on %s: reproduced without a listener event: %s", sc, l.Profile.Name, r.Summary)
 			}
-			t.Logf("%s on %s: the secret replaced the renewed certificate (k3s #5163)", sc, l.Name)
+			t.Logf("%s on %s: the secret replaced the renewed certificate (k3s #5163)", sc, l.Profile.Name)
 		} else {
 			assertWorks(t, last)
-			t.Logf("%s on %s: the renewal won this time: %s", sc, l.Name, ev)
+			t.Logf("%s on %s: the renewal won this time: %s", sc, l.Profile.Name, ev)
 		}
 	default:
 		t.Fatalf("no expectation for %s", l.Listener.Release)
@@ -135,7 +158,7 @@ func TestRegenerateTrigger(t *testing.T) {
 	requireLab(t)
 	t.Parallel()
 	ctx := context.Background()
-	n, err := lab.New(lab.Options{Root: t.TempDir(), Profile: k3s.ProfileV119, Listener: "v0.3.3", Log: t.Logf})
+	n, err := lab.New(lab.Options{Root: t.TempDir(), Profile: k3s.ProfileCurrent, Log: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}

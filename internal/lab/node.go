@@ -41,7 +41,7 @@ type Options struct {
 	// `k3s server --secrets-encryption` does.
 	SecretsEncryption bool
 	// Listener is the dynamiclistener release of the :6443 supervisor
-	// ("v0.2.0", ...); empty: the era of Profile (ListenerFor).
+	// ("v0.2.0", ...); empty: the one Profile names (ListenerFor).
 	Listener string
 	// Log receives one line per lab action; nil discards.
 	Log func(format string, args ...any)
@@ -85,12 +85,15 @@ func New(o Options) (*Node, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	lst := ListenerFor(o.Profile)
+	var lst Listener
+	var err error
 	if o.Listener != "" {
-		var err error
-		if lst, err = ListenerByRelease(o.Listener); err != nil {
-			return nil, err
-		}
+		lst, err = ListenerByRelease(o.Listener)
+	} else {
+		lst, err = ListenerFor(o.Profile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
 	}
 	bins, err := FindBins()
 	if err != nil {

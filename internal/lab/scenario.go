@@ -18,8 +18,6 @@ type Result struct {
 	Kind       string `json:"kind"`
 	Scenario   string `json:"scenario"`
 	Profile    string `json:"profile"`
-	// Line is the release line replayed (Lines), when the run named one.
-	Line string `json:"line,omitempty"`
 	// Listener names the code the :6443 supervisor ran:
 	// "dynamiclistener v0.2.0 (real)" — the binary built from that
 	// release, as reported by the binary itself.
@@ -106,11 +104,8 @@ func (n *Node) jsonPath() string {
 type RunOptions struct {
 	Scenario string
 	Profile  k3s.Profile
-	// Line, when set, replays a release line: its profile and listener
-	// era override Profile and Listener.
-	Line string
 	// Listener is the dynamiclistener release of the supervisor; empty:
-	// the era of Profile (ListenerFor).
+	// the one Profile names (ListenerFor).
 	Listener string
 	Remedy   string
 	Root     string // the node's root; must be empty or absent
@@ -130,14 +125,7 @@ func Run(ctx context.Context, o RunOptions) (Result, *Node, error) {
 	if o.Remedy == "" {
 		o.Remedy = "none"
 	}
-	if o.Line != "" {
-		l, err := LineByName(o.Line)
-		if err != nil {
-			return Result{}, nil, err
-		}
-		o.Profile, o.Listener = l.Profile, l.Listener.Release
-	}
-	r := Result{APIVersion: "k3scert/v1alpha1", Kind: "LabRun", Scenario: o.Scenario, Profile: o.Profile.Name, Line: o.Line, Remedy: o.Remedy}
+	r := Result{APIVersion: "k3scert/v1alpha1", Kind: "LabRun", Scenario: o.Scenario, Profile: o.Profile.Name, Remedy: o.Remedy}
 	if o.Remedy != "none" && remedyFuncs[o.Remedy] == nil {
 		return r, nil, fmt.Errorf("unknown remedy %q (want one of %s)", o.Remedy, strings.Join(Remedies, ", "))
 	}

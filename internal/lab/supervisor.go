@@ -64,7 +64,7 @@ func (n *Node) supervisorArgs() []string {
 	for _, s := range append(dns, "127.0.0.1", k3s.ServiceIP) {
 		args = append(args, "--san", s)
 	}
-	if n.o.Profile.RotateCommand && n.listener.RegenerateCerts {
+	if n.o.Profile.RegenTrigger && n.listener.RegenerateCerts {
 		args = append(args, "--regenerate-trigger", filepath.Join(n.dataDir, filepath.FromSlash(l.Trigger)))
 	}
 	return args

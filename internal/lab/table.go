@@ -9,14 +9,10 @@ import (
 )
 
 // WriteTable writes one replay as the `lab run` table: a header naming the
-// scenario, the release line or profile, the listener code that ran and
+// scenario, the profile (release-matrix row), the listener code that ran and
 // the remedy, one row per step, and the summary.
 func WriteTable(w io.Writer, r Result) {
-	what := "profile " + r.Profile
-	if r.Line != "" {
-		what = "line " + r.Line + " (profile " + r.Profile + ")"
-	}
-	fmt.Fprintf(w, "\n%s  %s  listener %s  remedy %s\n", strings.ToUpper(r.Scenario), what, r.Listener, r.Remedy)
+	fmt.Fprintf(w, "\n%s  profile %s  listener %s  remedy %s\n", strings.ToUpper(r.Scenario), r.Profile, r.Listener, r.Remedy)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tDAY\tVIRTUAL DATE\tFILES (client-admin)\tDYNAMIC-CERT.JSON\tSECRET\tSERVED :6443\tKUBECTL")
 	for _, s := range r.Steps {
