@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/lab"
+	"github.com/k3scert/k3scert/internal/rotate"
 )
 
 // Every era's supervisor binary says it is built from its dynamiclistener
@@ -181,5 +183,75 @@ func TestRegenerateTrigger(t *testing.T) {
 	}
 	if _, err := os.Stat(trigger); !os.IsNotExist(err) {
 		t.Errorf("trigger still present after start: %v", err)
+	}
+}
+
+// `k3scert rotate`, as it is, on a node whose datastore stops with K3s (it
+// cannot write the serving secret offline), after the reference scenario 1
+// on the eras with the regenerate trigger: v0.3.3, where the secret's copy
+// wins the merge at start, and v0.3.4, where an unexpired renewed copy is
+// kept. Whatever method rotate picks, the node must end up either renewed
+// and working, or rolled back / refused and running as before: never
+// damaged or stuck.
+func TestRotateDatastoreStopsWithK3s(t *testing.T) {
+	requireLab(t)
+	for _, row := range []string{"v1.21.8", "v1.24.3"} {
+		t.Run(row, func(t *testing.T) {
+			t.Parallel()
+			prof, err := k3s.ProfileByName(row)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			n, err := lab.New(lab.Options{Root: t.TempDir(), Profile: prof, DatastoreStopsWithK3s: true, Log: t.Logf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			if _, err := n.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.Advance(ctx, 421); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+			before := n.Observe(ctx, "before", "", 421)
+			t.Logf("%s before rotate: served %s kubectl=%v %s; %s", row, d(before.ServedNotAfter), before.KubectlOK, before.KubectlError, before.ListenerEvent)
+			e, err := n.RotateExecutor(ctx, rotate.MethodRenew, &lab.Service{N: n})
+			if err != nil {
+				t.Logf("%s: rotate refused to plan: %v", row, err)
+				assertSame(t, before, n.Observe(ctx, "refused", "", 421))
+				return
+			}
+			t.Logf("%s: plan listener method %q, datastore %q", row, e.Plan.Listener, e.Plan.Datastore)
+			applyErr := e.Apply(ctx)
+			after := n.Observe(ctx, "after", "", 421)
+			if applyErr == nil {
+				t.Logf("%s: rotate succeeded: served %s kubectl=%v", row, d(after.ServedNotAfter), after.KubectlOK)
+				assertWorks(t, after)
+				if after.ServedNotAfter == nil || !after.ServedNotAfter.After(after.VirtualDate.Add(300*24*time.Hour)) {
+					t.Errorf("%s: served notAfter %v after rotate, want renewed", row, d(after.ServedNotAfter))
+				}
+				return
+			}
+			t.Logf("%s: rotate failed: %v", row, applyErr)
+			if !strings.Contains(applyErr.Error(), "rolled back") && !strings.Contains(applyErr.Error(), "refus") {
+				t.Errorf("%s: rotate failed without a rollback or a refusal: %v", row, applyErr)
+			}
+			assertSame(t, before, after)
+		})
+	}
+}
+
+// assertSame: the node runs and serves what it served before.
+func assertSame(t *testing.T, before, after lab.Step) {
+	t.Helper()
+	if after.Note == "node stopped" || after.ServedSHA256 == "" {
+		t.Fatalf("%s: the node is not running", after.Name)
+	}
+	if after.ServedSHA256 != before.ServedSHA256 || after.KubectlOK != before.KubectlOK {
+		t.Errorf("%s: served %s kubectl=%v, before %s kubectl=%v", after.Name, after.ServedSHA256[:12], after.KubectlOK, before.ServedSHA256[:12], before.KubectlOK)
 	}
 }

@@ -40,6 +40,11 @@ type Options struct {
 	// config in server/cred/encryption-config.json, as
 	// `k3s server --secrets-encryption` does.
 	SecretsEncryption bool
+	// DatastoreStopsWithK3s keeps kine's SQLite outside the data dir, so
+	// that to k3scert the node looks like one whose datastore stops with
+	// K3s and cannot be written offline (embedded etcd, RKE2): rotate plans
+	// for such a node. The lab itself still reaches the datastore.
+	DatastoreStopsWithK3s bool
 	// Listener is the dynamiclistener release of the :6443 supervisor
 	// ("v0.2.0", ...); empty: the one Profile names (ListenerFor).
 	Listener string
@@ -248,13 +253,13 @@ func (n *Node) startProcs(ctx context.Context) (err error) {
 			n.Stop()
 		}
 	}()
-	dbDir := filepath.Join(n.dataDir, "server", "db")
-	if err := os.MkdirAll(dbDir, 0o700); err != nil {
+	db, err := n.dbPath()
+	if err != nil {
 		return err
 	}
 	kineAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.KinePort))
 	n.kine, err = startProc("kine", n.logPath("kine"), nil, n.bins.Kine,
-		"--endpoint", "sqlite://"+filepath.Join(dbDir, "state.db"),
+		"--endpoint", "sqlite://"+db,
 		"--listen-address", kineAddr, "--metrics-bind-address", "0")
 	if err != nil {
 		return err

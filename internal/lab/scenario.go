@@ -108,8 +108,10 @@ type RunOptions struct {
 	// the one Profile names (ListenerFor).
 	Listener string
 	Remedy   string
-	Root     string // the node's root; must be empty or absent
-	Log      func(format string, args ...any)
+	// DatastoreStopsWithK3s: see Options.DatastoreStopsWithK3s.
+	DatastoreStopsWithK3s bool
+	Root                  string // the node's root; must be empty or absent
+	Log                   func(format string, args ...any)
 	// Inspect, when set, is called after every step with the running node
 	// (tests run `k3scert check` against it there).
 	Inspect func(ctx context.Context, n *Node, s Step)
@@ -132,7 +134,7 @@ func Run(ctx context.Context, o RunOptions) (Result, *Node, error) {
 	if o.Scenario != "scenario1" && o.Scenario != "scenario2" {
 		return r, nil, fmt.Errorf("unknown scenario %q (want scenario1, scenario2 or all)", o.Scenario)
 	}
-	n, err := New(Options{Root: o.Root, Profile: o.Profile, Listener: o.Listener, Log: o.Log})
+	n, err := New(Options{Root: o.Root, Profile: o.Profile, Listener: o.Listener, DatastoreStopsWithK3s: o.DatastoreStopsWithK3s, Log: o.Log})
 	if err != nil {
 		return r, nil, err
 	}
