@@ -547,8 +547,11 @@ func (d dlStart) Start(ctx context.Context) error {
 
 // On a node whose datastore stops with K3s (embedded etcd), the listener
 // is renewed in the way its release line supports: the regenerate trigger
-// from v1.21.8 on; before, no method survives the next start, so the plan
-// refuses with the reason and the manual way.
+// where the regenerated certificate survives the secret's merge (v0.3.4+
+// rows); before, the secret is renewed through the API while K3s runs, and
+// --method regenerate is refused with the reason and the manual way (the
+// lab saw the real v0.3.3 write the old secret back over a triggered
+// regeneration, docs/lab.md).
 func TestEmbeddedEtcdListenerPerRow(t *testing.T) {
 	for _, row := range k3s.Rows {
 		t.Run(row.Name, func(t *testing.T) {
@@ -566,7 +569,7 @@ func TestEmbeddedEtcdListenerPerRow(t *testing.T) {
 				t.Fatal(err)
 			}
 			p, err := rotate.NewPlan(in)
-			if !row.RegenTrigger {
+			if !row.RegenTrigger || !row.JSONOnlyListenerRenewal() {
 				// No trigger, and the secret wins at start: renew it
 				// through the API while K3s runs, before the stop.
 				if err != nil {

@@ -237,7 +237,13 @@ func NewPlan(in Input) (Plan, error) {
 		p.Listener = ListenerStatic
 	case !in.NoOfflineSecret:
 		p.Listener = ListenerBoth
-	case rowRegenTrigger(in.Profile):
+	case rowRegenTrigger(in.Profile) && rowJSONOnlyListener(in.Profile):
+		// The trigger alone is enough only where the regenerated
+		// certificate survives the secret's merge at start (v0.3.4+). On
+		// the v0.3.0–v0.3.3 rows the lab, running the real v0.3.3, saw the
+		// storage's initial sync write the old secret back over it
+		// (k3s-io/k3s#5163, docs/lab.md): those rows renew the secret
+		// through the API while K3s runs (ListenerOnline below).
 		p.Listener = ListenerTrigger
 		p.Trigger = abs(l.Trigger)
 	case rowJSONOnlyListener(in.Profile) && in.Method == MethodRenew:
