@@ -45,11 +45,11 @@ func (f *nodeFlags) register(c *cobra.Command) {
 	fl := c.Flags()
 	fl.StringVarP(&f.dataDir, "data-dir", "d", "", "K3s data dir (default /var/lib/rancher/k3s, or rke2's)")
 	fl.StringVar(&f.program, "program", "", "k3s or rke2 (default: detected)")
-	fl.StringVar(&f.profile, "profile", "", "version profile: v1.18, v1.19+ or current (default: from --k3s-version or detected)")
+	fl.StringVar(&f.profile, "profile", "", "release-matrix row (v1.18, v1.19.1, v1.21.2, v1.21.8, v1.22.12, v1.24.0, v1.24.3, v1.31.9, v1.31.10, v1.31.11) or alias v1.19+, current (default: from --k3s-version, else detected from the files; the report says which)")
 	fl.StringVar(&f.version, "k3s-version", "", "the node's K3s version, e.g. v1.18.6+k3s1")
 	fl.StringVar(&f.at, "at", "now", "judge at this time: RFC3339, YYYY-MM-DD or +90d")
-	fl.StringVar(&f.admin, "admin-kubeconfig", "", "K3s's own admin kubeconfig (default /etc/rancher/k3s/k3s.yaml)")
-	fl.StringVar(&f.config, "config", "", "K3s config file for tls-san (default /etc/rancher/k3s/config.yaml)")
+	fl.StringVar(&f.admin, "admin-kubeconfig", "", "K3s's own admin kubeconfig (default: write-kubeconfig from the config files or the unit, else /etc/rancher/k3s/k3s.yaml)")
+	fl.StringVar(&f.config, "config", "", "K3s config file; its config.yaml.d drop-ins and the unit's ExecStart flags are read too (default /etc/rancher/k3s/config.yaml)")
 	fl.StringArrayVar(&f.kubeconfigs, "compare-kubeconfig", nil, "a copied kubeconfig to compare with the current admin credentials (repeatable)")
 	if !f.NoKubeconfigAlias {
 		// kubectl's --kubeconfig means "connect with"; ours never did.

@@ -1,8 +1,8 @@
 // Package lab is an emulated K3s server node built from the real upstream
 // parts: kine on SQLite at server/db/state.db, kube-apiserver (built from
 // k8s.io/kubernetes) on the node's own certificates, and a supervisor
-// listener made with rancher/dynamiclistener exactly as K3s wires it,
-// proxying to the apiserver. Certificates are generated and renewed on each
+// listener built from the rancher/dynamiclistener release of the node's
+// era, wired as that K3s line wired it, proxying to the apiserver. Certificates are generated and renewed on each
 // start following internal/k3s and the node's version profile; time moves
 // by re-signing certificates into the past, never by touching the clock.
 //
@@ -13,7 +13,7 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +40,14 @@ type Options struct {
 	// config in server/cred/encryption-config.json, as
 	// `k3s server --secrets-encryption` does.
 	SecretsEncryption bool
+	// DatastoreStopsWithK3s keeps kine's SQLite outside the data dir, so
+	// that to k3scert the node looks like one whose datastore stops with
+	// K3s and cannot be written offline (embedded etcd, RKE2): rotate plans
+	// for such a node. The lab itself still reaches the datastore.
+	DatastoreStopsWithK3s bool
+	// Listener is the dynamiclistener release of the :6443 supervisor
+	// ("v0.2.0", ...); empty: the one Profile names (ListenerFor).
+	Listener string
 	// Log receives one line per lab action; nil discards.
 	Log func(format string, args ...any)
 }
@@ -52,6 +60,18 @@ type Node struct {
 	kubecfg string
 	offset  time.Duration
 	started bool
+
+	listener Listener
+	supBin   string
+	supDesc  SupervisorDescription
+	// supStarted is when the running supervisor process was started,
+	// supStartCert the dynamic-cert.json leaf it started with (nil on a
+	// first start), seen the fingerprints of every listener certificate
+	// served or in dynamic-cert.json since then.
+	supStarted   time.Time
+	supStartCert *x509.Certificate
+	seen         map[string]bool
+	supLogOffset int64
 
 	kine, apiserver, supervisor *proc
 }
@@ -70,7 +90,22 @@ func New(o Options) (*Node, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
+	var lst Listener
+	var err error
+	if o.Listener != "" {
+		lst, err = ListenerByRelease(o.Listener)
+	} else {
+		lst, err = ListenerFor(o.Profile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
 	bins, err := FindBins()
+	if err != nil {
+		return nil, err
+	}
+	supBin := bins.Supervisors[lst.Binary()]
+	desc, err := DescribeSupervisor(supBin, lst)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +121,7 @@ func New(o Options) (*Node, error) {
 		return nil, err
 	}
 	o.Root = abs
-	n := &Node{o: o, bins: bins,
+	n := &Node{o: o, bins: bins, listener: lst, supBin: supBin, supDesc: desc,
 		dataDir: filepath.Join(abs, "var", "lib", "rancher", string(o.Program)),
 		kubecfg: filepath.Join(abs, "etc", "rancher", string(o.Program), string(o.Program)+".yaml")}
 	return n, nil
@@ -100,6 +135,13 @@ func (n *Node) Kubeconfig() string { return n.kubecfg }
 
 // Profile is the node's version profile.
 func (n *Node) Profile() k3s.Profile { return n.o.Profile }
+
+// Listener is the dynamiclistener era the node's supervisor runs.
+func (n *Node) Listener() Listener { return n.listener }
+
+// ListenerLabel names the listener code the node runs, for reports:
+// "dynamiclistener v0.2.0 (real)".
+func (n *Node) ListenerLabel() string { return n.supDesc.Label() }
 
 // Program is k3s or rke2.
 func (n *Node) Program() k3s.Program { return n.o.Program }
@@ -211,13 +253,13 @@ func (n *Node) startProcs(ctx context.Context) (err error) {
 			n.Stop()
 		}
 	}()
-	dbDir := filepath.Join(n.dataDir, "server", "db")
-	if err := os.MkdirAll(dbDir, 0o700); err != nil {
+	db, err := n.dbPath()
+	if err != nil {
 		return err
 	}
 	kineAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.KinePort))
 	n.kine, err = startProc("kine", n.logPath("kine"), nil, n.bins.Kine,
-		"--endpoint", "sqlite://"+filepath.Join(dbDir, "state.db"),
+		"--endpoint", "sqlite://"+db,
 		"--listen-address", kineAddr, "--metrics-bind-address", "0")
 	if err != nil {
 		return err
@@ -258,15 +300,15 @@ func (n *Node) startProcs(ctx context.Context) (err error) {
 	if err := n.waitReady(ctx, 60*time.Second); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
-	dns, _ := n.genOptions().ListenerSANs()
-	cfg := SupervisorConfig{DataDir: n.dataDir, Program: n.o.Program, Profile: n.o.Profile.Name, Port: n.o.SupervisorPort,
-		APIServerPort: n.o.APIServerPort, SANs: append(dns, "127.0.0.1", k3s.ServiceIP), RegenerateFile: n.o.Profile.RotateCommand}
-	b, _ := json.Marshal(cfg)
-	self, err := os.Executable()
-	if err != nil {
-		return err
+	n.seen = nil
+	n.supStartCert = n.jsonCert()
+	n.seen = map[string]bool{}
+	n.supStarted = time.Now()
+	n.supLogOffset = 0
+	if fi, err := os.Stat(n.logPath("supervisor")); err == nil {
+		n.supLogOffset = fi.Size()
 	}
-	n.supervisor, err = startProc("supervisor", n.logPath("supervisor"), []string{supervisorEnv + "=" + string(b)}, self)
+	n.supervisor, err = startProc("supervisor", n.logPath("supervisor"), nil, n.supBin, n.supervisorArgs()...)
 	if err != nil {
 		return err
 	}

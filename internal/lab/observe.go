@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -42,6 +43,9 @@ type Step struct {
 	Created             []string             `json:"created,omitempty"` // files K3s created at this start (first start)
 	Renewed             []string             `json:"renewed,omitempty"` // files K3s reissued at this start
 	Note                string               `json:"note,omitempty"`
+	// ListenerEvent says what the listener's own expiry check did before
+	// this observation, on eras that have one (see Node.waitFirstCheck).
+	ListenerEvent string `json:"listenerEvent,omitempty"`
 }
 
 // X509Expired is the text both kubectl v1.20 and v1.32 print for an
@@ -70,6 +74,7 @@ func (n *Node) Observe(ctx context.Context, name, action string, day int) Step {
 		return st
 	}
 	n.served() // wake the listener
+	st.ListenerEvent = n.listenerEvent(ctx)
 	var jsonC, secC *x509.Certificate
 	for i := 0; i < 80; i++ {
 		jsonC = n.jsonCert()
@@ -94,6 +99,82 @@ func (n *Node) Observe(ctx context.Context, name, action string, day int) Step {
 	st.KubectlOK, st.KubectlError = n.kubectl(ctx)
 	st.ClientGoOK, st.ClientGoError = n.clientGo(ctx)
 	return st
+}
+
+// listenerEvent lets a listener era that renews its own certificate
+// (ExpirationDaysCheck) run its first expiry check before the node is
+// observed, as it would on a K3s node that has been up for a minute, and
+// says what it did. The check runs once the first certificate is loaded
+// (v0.3.1+) or 30 s after the listener started (v0.2.1), then every 6 hours
+// (every 5 minutes after an error). When the certificate the listener
+// started with is inside the renewal window, it waits until what :6443
+// serves differs from it, or until FirstCheck + 20 s after the start.
+func (n *Node) listenerEvent(ctx context.Context) string {
+	start := n.supStartCert
+	if !n.listener.ExpirationDaysCheck || n.supervisor == nil || start == nil {
+		return ""
+	}
+	window := time.Duration(n.o.Profile.RenewDays) * 24 * time.Hour
+	if time.Until(start.NotAfter) > window {
+		return ""
+	}
+	deadline := n.supStarted.Add(n.listener.FirstCheck + 20*time.Second)
+	var now *x509.Certificate
+	for {
+		now = n.served()
+		if now != nil && !bytes.Equal(now.Raw, start.Raw) {
+			return fmt.Sprintf("dynamiclistener %s renewed the certificate it started with (inside its %d-day window): new one served %.0fs after the listener started",
+				n.listener.Release, n.o.Profile.RenewDays, time.Since(n.supStarted).Seconds())
+		}
+		if !time.Now().Before(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	// dynamiclistener v0.2.1+ logs every certificate it signs, and a
+	// failed expiry check, as K3s's journal shows them.
+	logged := n.supervisorLogSince()
+	signed := strings.Count(logged, " signed by ")
+	seenOther := false
+	for fp := range n.seen {
+		seenOther = seenOther || fp != pki.Fingerprint(start)
+	}
+	if signed > 0 || seenOther {
+		return fmt.Sprintf("dynamiclistener %s renewed the certificate it started with (%d signed, per its log), then put the old one back: its merge with the Kubernetes secret kept the secret's copy; the old one still served %.0fs after the listener started",
+			n.listener.Release, signed, time.Since(n.supStarted).Seconds())
+	}
+	why := ""
+	if i := strings.LastIndex(logged, "failed to check and renew dynamic cert: "); i >= 0 {
+		why = logged[i+len("failed to check and renew dynamic cert: "):]
+		if j := strings.IndexAny(why, "\"\n"); j >= 0 {
+			why = why[:j]
+		}
+		why = "; its expiry check failed: " + why
+	}
+	return fmt.Sprintf("dynamiclistener %s still serves the certificate it started with, inside its %d-day window, %.0fs after the listener started%s",
+		n.listener.Release, n.o.Profile.RenewDays, time.Since(n.supStarted).Seconds(), why)
+}
+
+// supervisorLogSince returns what the running supervisor has logged.
+func (n *Node) supervisorLogSince() string {
+	f, err := os.Open(n.supervisor.log)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(n.supLogOffset, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 4<<20))
+	return string(b)
+}
+
+// saw records a listener certificate seen since the supervisor started.
+func (n *Node) saw(c *x509.Certificate) *x509.Certificate {
+	if c != nil && n.seen != nil {
+		n.seen[pki.Fingerprint(c)] = true
+	}
+	return c
 }
 
 func readFirstCert(path string) *x509.Certificate {
@@ -121,7 +202,7 @@ func (n *Node) jsonCert() *x509.Certificate {
 	if err != nil {
 		return nil
 	}
-	return certs[0]
+	return n.saw(certs[0])
 }
 
 func (n *Node) secretCert(ctx context.Context) *x509.Certificate {
@@ -149,7 +230,7 @@ func (n *Node) served() *x509.Certificate {
 		Roots: roots, At: time.Now(), Timeout: 3 * time.Second}.Read(context.Background(), inv)
 	for _, c := range inv.Certs {
 		if c.Index == 0 {
-			return c.Cert
+			return n.saw(c.Cert)
 		}
 	}
 	return nil

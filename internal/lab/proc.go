@@ -18,13 +18,17 @@ type Bins struct {
 	Kine          string
 	KubeAPIServer string
 	Kubectl       string
+	// Supervisors are the :6443 supervisors, one per listener era, by
+	// file name (Listener.Binary).
+	Supervisors map[string]string
 }
 
 // ErrBinMissing means a lab binary is not built.
 var ErrBinMissing = errors.New("lab binary missing")
 
-// FindBins looks for kine and kube-apiserver in $K3SCERT_LAB_BIN, then in
-// bin/ of the working directory and its parents, and kubectl on PATH.
+// FindBins looks for kine, kube-apiserver and the supervisor of every
+// listener era in $K3SCERT_LAB_BIN, then in bin/ of the working directory
+// and its parents, and kubectl on PATH.
 func FindBins() (Bins, error) {
 	var dirs []string
 	if d := os.Getenv("K3SCERT_LAB_BIN"); d != "" {
@@ -47,7 +51,7 @@ func FindBins() (Bins, error) {
 		}
 		return ""
 	}
-	b := Bins{Kine: find("kine"), KubeAPIServer: find("kube-apiserver")}
+	b := Bins{Kine: find("kine"), KubeAPIServer: find("kube-apiserver"), Supervisors: map[string]string{}}
 	var missing []string
 	if b.Kine == "" {
 		missing = append(missing, "kine")
@@ -55,9 +59,16 @@ func FindBins() (Bins, error) {
 	if b.KubeAPIServer == "" {
 		missing = append(missing, "kube-apiserver")
 	}
+	for _, l := range Listeners {
+		if p := find(l.Binary()); p != "" {
+			b.Supervisors[l.Binary()] = p
+		} else {
+			missing = append(missing, l.Binary())
+		}
+	}
 	if len(missing) > 0 {
-		return b, fmt.Errorf("%w: %s not found in %s: build them once with `make lab-bin` (about 7 and 4 minutes cold), or set K3SCERT_LAB_BIN",
-			ErrBinMissing, strings.Join(missing, " and "), strings.Join(dirs[:min(len(dirs), 2)], ", "))
+		return b, fmt.Errorf("%w: %s not found in %s: build them once with `make lab-bin` (cold: about 7 minutes for kube-apiserver, 4 for kine, 1 for each dynamiclistener-*), or set K3SCERT_LAB_BIN",
+			ErrBinMissing, strings.Join(missing, ", "), strings.Join(dirs[:min(len(dirs), 2)], ", "))
 	}
 	if p, err := exec.LookPath("kubectl"); err == nil {
 		b.Kubectl = p

@@ -63,7 +63,11 @@ func (n *Node) CheckOptions() check.Options {
 // executor, ready to Apply.
 func (n *Node) RotateExecutor(ctx context.Context, method string, svc *Service) (*rotate.Executor, error) {
 	o := n.CheckOptions()
-	in, err := rotate.Gather(ctx, o, method, svc.Name(), rotate.DescribeDatastore(n.dataDir))
+	desc := rotate.DescribeDatastore(n.dataDir)
+	if n.o.DatastoreStopsWithK3s {
+		desc = "a datastore that stops with K3s (lab: kine outside the data dir, standing in for embedded etcd)"
+	}
+	in, err := rotate.Gather(ctx, o, method, svc.Name(), desc)
 	if err != nil {
 		return nil, err
 	}
@@ -72,8 +76,11 @@ func (n *Node) RotateExecutor(ctx context.Context, method string, svc *Service) 
 		return nil, err
 	}
 	v := rotate.Verifier{Check: o, Now: time.Now, Timeout: 30 * time.Second}
-	return &rotate.Executor{Plan: p, Service: svc, Now: time.Now, Verify: v.Verify,
-		Secrets: rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program})}, nil
+	e := &rotate.Executor{Plan: p, Service: svc, Now: time.Now, Verify: v.Verify}
+	if !n.o.DatastoreStopsWithK3s {
+		e.Secrets = rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program})
+	}
+	return e, nil
 }
 
 // RotateRemedy runs `k3scert rotate --yes` against the node.

@@ -18,8 +18,12 @@ type Result struct {
 	Kind       string `json:"kind"`
 	Scenario   string `json:"scenario"`
 	Profile    string `json:"profile"`
-	Remedy     string `json:"remedy"`
-	Steps      []Step `json:"steps"`
+	// Listener names the code the :6443 supervisor ran:
+	// "dynamiclistener v0.2.0 (real)" — the binary built from that
+	// release, as reported by the binary itself.
+	Listener string `json:"listener"`
+	Remedy   string `json:"remedy"`
+	Steps    []Step `json:"steps"`
 	// Reproduced: the reference failure happened (files renewed, listener
 	// stale, kubectl failing with the x509 expiry error).
 	Reproduced bool `json:"reproduced"`
@@ -100,9 +104,14 @@ func (n *Node) jsonPath() string {
 type RunOptions struct {
 	Scenario string
 	Profile  k3s.Profile
+	// Listener is the dynamiclistener release of the supervisor; empty:
+	// the one Profile names (ListenerFor).
+	Listener string
 	Remedy   string
-	Root     string // the node's root; must be empty or absent
-	Log      func(format string, args ...any)
+	// DatastoreStopsWithK3s: see Options.DatastoreStopsWithK3s.
+	DatastoreStopsWithK3s bool
+	Root                  string // the node's root; must be empty or absent
+	Log                   func(format string, args ...any)
 	// Inspect, when set, is called after every step with the running node
 	// (tests run `k3scert check` against it there).
 	Inspect func(ctx context.Context, n *Node, s Step)
@@ -125,11 +134,12 @@ func Run(ctx context.Context, o RunOptions) (Result, *Node, error) {
 	if o.Scenario != "scenario1" && o.Scenario != "scenario2" {
 		return r, nil, fmt.Errorf("unknown scenario %q (want scenario1, scenario2 or all)", o.Scenario)
 	}
-	n, err := New(Options{Root: o.Root, Profile: o.Profile, Log: o.Log})
+	n, err := New(Options{Root: o.Root, Profile: o.Profile, Listener: o.Listener, DatastoreStopsWithK3s: o.DatastoreStopsWithK3s, Log: o.Log})
 	if err != nil {
 		return r, nil, err
 	}
 	r.DataDir = n.DataDir()
+	r.Listener = n.ListenerLabel()
 	keep := false
 	defer func() {
 		if !keep {
@@ -199,7 +209,7 @@ func Run(ctx context.Context, o RunOptions) (Result, *Node, error) {
 			r.Steps[len(r.Steps)-1].Note = jsonOnlyNote(failed, s)
 		}
 	}
-	r.Summary = summarize(r)
+	r.Summary = summarize(r, failed)
 	r.Seconds = time.Since(start).Seconds()
 	if o.Keep {
 		keep = true
@@ -234,7 +244,7 @@ func jsonOnlyNote(before, after Step) string {
 	return "the race was still running: the listener served the new certificate to one connection and the expired one to kubectl moments later"
 }
 
-func summarize(r Result) string {
+func summarize(r Result, failed Step) string {
 	var b strings.Builder
 	if r.Reproduced {
 		fmt.Fprintf(&b, "reproduced: files renewed, the :6443 listener kept its expired certificate, kubectl failed with %q", X509Expired)
@@ -247,6 +257,9 @@ func summarize(r Result) string {
 				fmt.Fprintf(&b, "not reproduced as in the reference: kubectl failed with %q", last.KubectlError)
 			}
 		}
+	}
+	if r.Reproduced && failed.ListenerEvent != "" {
+		b.WriteString("; " + failed.ListenerEvent)
 	}
 	if r.Remedied != nil {
 		if *r.Remedied {

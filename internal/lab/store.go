@@ -149,15 +149,31 @@ func (n *Node) shiftSecret(ctx context.Context, s *k3sgen.Shifter) error {
 	return n.writeSecret(ctx, sec, rev)
 }
 
+// dbPath is kine's SQLite file: server/db/state.db, as K3s keeps it, or,
+// with Options.DatastoreStopsWithK3s, a file outside the data dir.
+func (n *Node) dbPath() (string, error) {
+	dir := filepath.Join(n.dataDir, "server", "db")
+	if n.o.DatastoreStopsWithK3s {
+		dir = filepath.Join(n.o.Root, "datastore-stops-with-k3s")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "state.db"), nil
+}
+
 // WithKine runs f with only the datastore running (K3s stopped), the way an
 // operator works on the datastore of a stopped node.
 func (n *Node) WithKine(ctx context.Context, f func() error) error {
 	if n.started {
 		return errors.New("lab: WithKine needs a stopped node")
 	}
-	dbDir := filepath.Join(n.dataDir, "server", "db")
+	db, err := n.dbPath()
+	if err != nil {
+		return err
+	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.KinePort))
-	p, err := startProc("kine", n.logPath("kine"), nil, n.bins.Kine, "--endpoint", "sqlite://"+filepath.Join(dbDir, "state.db"),
+	p, err := startProc("kine", n.logPath("kine"), nil, n.bins.Kine, "--endpoint", "sqlite://"+db,
 		"--listen-address", addr, "--metrics-bind-address", "0")
 	if err != nil {
 		return err

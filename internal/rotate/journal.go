@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"syscall"
 	"time"
+
+	"github.com/k3scert/k3scert/internal/source"
 )
 
 // record is one journal line. The first line carries the plan.
@@ -191,27 +191,20 @@ func ReadJournal(path string) (JournalState, error) {
 	return st, nil
 }
 
-// Fingerprint hashes a file for a plan's inputs. The open is non-blocking
-// and anything but a regular file is refused, so a FIFO where K3s keeps a
-// file never hangs planning (the preflight then names it).
+// Fingerprint hashes a file for a plan's inputs.
 func Fingerprint(path string) (FileState, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// Bounded and non-blocking: a FIFO or a huge file in place of a
+	// certificate must not hang or exhaust the plan (source.ReadFile).
+	b, err := source.ReadFile(path)
 	if err != nil {
 		return FileState{}, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	fi, err := os.Stat(path)
 	if err != nil {
 		return FileState{}, err
 	}
-	if !fi.Mode().IsRegular() {
-		return FileState{}, &fs.PathError{Op: "fingerprint", Path: path, Err: errors.New("not a regular file")}
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return FileState{}, err
-	}
-	return FileState{Path: path, SHA256: hex.EncodeToString(h.Sum(nil)), Size: fi.Size(), ModTime: fi.ModTime().UTC()}, nil
+	h := sha256.Sum256(b)
+	return FileState{Path: path, SHA256: hex.EncodeToString(h[:]), Size: int64(len(b)), ModTime: fi.ModTime().UTC()}, nil
 }
 
 // CheckInputs refuses a stale plan: a file it was built from changed.

@@ -54,6 +54,11 @@ func (c CommandService) Start(ctx context.Context) error {
 	last := ""
 	for {
 		out, _ := sh(ctx, c.ActiveCmd) // is-active exits non-zero until active
+		if ctx.Err() != nil {
+			// The deadline cut this poll short: report the last state
+			// the unit answered, not the empty output of a killed poll.
+			return fmt.Errorf("%s is %q, not active: %w", c.Label, last, ctx.Err())
+		}
 		last = strings.TrimSpace(out)
 		switch last {
 		case "active":

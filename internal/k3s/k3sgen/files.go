@@ -62,7 +62,14 @@ func writeAdminKubeconfig(o Options) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(o.Kubeconfig, AdminKubeconfig(fmt.Sprintf("https://127.0.0.1:%d", o.SupervisorPort), ca, crt, key), 0o600)
+	// K3s writes https://127.0.0.1:<HTTPSPort>: the supervisor port 6443
+	// for K3s, kube-apiserver's 6443 for RKE2 (pkg/server/server.go@2a1e2e8
+	// writeKubeConfig; audit L4).
+	port := o.SupervisorPort
+	if o.Program == k3s.RKE2 {
+		port = o.APIServerPort
+	}
+	return writeFile(o.Kubeconfig, AdminKubeconfig(fmt.Sprintf("https://127.0.0.1:%d", port), ca, crt, key), 0o600)
 }
 
 // AdminKubeconfig renders a kubeconfig with embedded data, in the shape of
