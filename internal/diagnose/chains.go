@@ -16,6 +16,9 @@ import (
 // keys: K3C301.
 func (d *diag) keys() {
 	for _, k := range d.Inventory.Keys {
+		if _, left := d.left[k.CertLocation]; left {
+			continue // a leftover pair: nothing uses it (K3C005)
+		}
 		if k.CertLocation != "" && !k.Matches {
 			d.add(KeyMismatch.finding("", k.Location,
 				fmt.Sprintf("the private key %s does not match the certificate %s; the component using them fails its TLS handshakes", k.Location, k.CertLocation),
