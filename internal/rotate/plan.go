@@ -266,7 +266,7 @@ func NewPlan(in Input) (Plan, error) {
 	}
 
 	// What this plan resolves: only findings about what it renews.
-	supervisor := net.JoinHostPort("127.0.0.1", strconv.Itoa(k3s.DefaultPorts(in.Program).Supervisor))
+	supervisor := in.supervisorAddr()
 	for _, f := range in.Findings {
 		switch f.Code {
 		case "K3C001", "K3C002", "K3C101", "K3C102", "K3C103", "K3C301", "K3C302":
@@ -342,6 +342,15 @@ func NewPlan(in Input) (Plan, error) {
 	add(StepStart, "start "+in.Service+" (verify then waits up to 90 s for the API)", startWrites...)
 	add(StepVerify, fmt.Sprintf("verify on the wire: every endpoint serves a certificate valid now and in %d days, the renewed admin credentials reach the API, every renewed file is valid, check has no critical finding about what the plan renews; on failure roll back from the backup", in.VerifyDays))
 	return p, nil
+}
+
+// supervisorAddr is the listener's loopback address on this node.
+func (in Input) supervisorAddr() string {
+	ports := k3s.DefaultPorts(in.Program)
+	if in.Ports != nil {
+		ports = *in.Ports
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.Supervisor))
 }
 
 // Covers reports whether a finding is about something this plan renews or
@@ -439,7 +448,7 @@ func agentPlan(in Input) (Plan, error) {
 		BackupDir: abs("agent/" + BackupDirName), BackupRoots: []string{"agent"}, Journal: abs("agent/" + JournalName), Inputs: in.Inputs}
 	// Only the agent's own table files (and its endpoints): never
 	// containerd's image snapshots, registry certificates or backups.
-	supervisor := net.JoinHostPort("127.0.0.1", strconv.Itoa(k3s.DefaultPorts(in.Program).Supervisor))
+	supervisor := in.supervisorAddr()
 	for _, f := range in.Findings {
 		switch f.Code {
 		case "K3C001", "K3C002", "K3C301", "K3C302":
