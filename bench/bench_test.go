@@ -31,6 +31,17 @@ var at = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 // bulkCount is the size of the large benchmark.
 const bulkCount = 10000
 
+// bulkSubdir is where the bulk fixture's leaves go, under server/tls: check
+// reads the table's files and, whole, the kube-scheduler and
+// kube-controller-manager serving-cert directories (source.ServingCertDirs);
+// it never walks the data dir, so this is where N arbitrary certificates
+// are read.
+const bulkSubdir = "kube-scheduler"
+
+// bulkCache names the cached bulk fixture of a size (v2: the kube-scheduler
+// layout).
+const bulkCache = "bulk2-%d"
+
 // ---- fixtures ------------------------------------------------------------
 
 // genNode writes a full K3s server node (current profile, agent files,
@@ -45,12 +56,12 @@ func genNode(dir string) error {
 }
 
 // genBulk writes a data dir holding n certificates in one directory,
-// server/tls/bulk/NNNNN.crt, one leaf per file, all signed by one CA and
+// server/tls/kube-scheduler/NNNNN.crt, one leaf per file, all signed by one CA and
 // sharing one ECDSA key (cheap to make; this is a throughput benchmark).
 // Expiry dates are spread over two years so every status occurs.
 func genBulk(dir string, n int) error {
 	tls := filepath.Join(dir, "k3s", "server", "tls")
-	if err := os.MkdirAll(filepath.Join(tls, "bulk"), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(tls, bulkSubdir), 0o700); err != nil {
 		return err
 	}
 	caKey, err := pki.NewECKey()
@@ -76,7 +87,7 @@ func genBulk(dir string, n int) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(tls, "bulk", fmt.Sprintf("%05d.crt", i)), pki.EncodeCerts(c), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(tls, bulkSubdir, fmt.Sprintf("%05d.crt", i)), pki.EncodeCerts(c), 0o644); err != nil {
 			return err
 		}
 	}
@@ -211,7 +222,7 @@ func nodeDir(b *testing.B) string {
 }
 
 func bulkDir(b *testing.B) string {
-	return cached(b, fmt.Sprintf("bulk-%d", bulkCount), func(d string) error { return genBulk(d, bulkCount) })
+	return cached(b, fmt.Sprintf(bulkCache, bulkCount), func(d string) error { return genBulk(d, bulkCount) })
 }
 
 // BenchmarkNodeK3scert: `k3scert check -o json` of a full generated node,

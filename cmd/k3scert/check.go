@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,7 +15,10 @@ import (
 	"github.com/k3scert/k3scert/internal/cliutil"
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/render"
+	"github.com/k3scert/k3scert/internal/report"
+	"github.com/k3scert/k3scert/internal/source"
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // nodeFlags are the flags every command that looks at a node shares.
@@ -24,7 +29,17 @@ type nodeFlags struct {
 	timeout                                               time.Duration
 	secret                                                string
 	supervisorPort, apiserverPort                         int
+	// oldKubeconfigs are the values of the deprecated --kubeconfig alias of
+	// --compare-kubeconfig (kept apart: pflag's string arrays replace their
+	// default on the first Set of each flag).
+	oldKubeconfigs []string
+	// NoKubeconfigAlias, set before register, leaves --kubeconfig free
+	// for a command that means "connect with" by it (kubectl's meaning).
+	NoKubeconfigAlias bool
 }
+
+// secretModes are the values of --secret.
+var secretModes = []string{"auto", "api", "datastore", "none"}
 
 func (f *nodeFlags) register(c *cobra.Command) {
 	fl := c.Flags()
@@ -35,7 +50,12 @@ func (f *nodeFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.at, "at", "now", "judge at this time: RFC3339, YYYY-MM-DD or +90d")
 	fl.StringVar(&f.admin, "admin-kubeconfig", "", "K3s's own admin kubeconfig (default: write-kubeconfig from the config files or the unit, else /etc/rancher/k3s/k3s.yaml)")
 	fl.StringVar(&f.config, "config", "", "K3s config file; its config.yaml.d drop-ins and the unit's ExecStart flags are read too (default /etc/rancher/k3s/config.yaml)")
-	fl.StringArrayVar(&f.kubeconfigs, "kubeconfig", nil, "a copied kubeconfig to compare with the current admin credentials (repeatable)")
+	fl.StringArrayVar(&f.kubeconfigs, "compare-kubeconfig", nil, "a copied kubeconfig to compare with the current admin credentials (repeatable)")
+	if !f.NoKubeconfigAlias {
+		// kubectl's --kubeconfig means "connect with"; ours never did.
+		fl.StringArrayVar(&f.oldKubeconfigs, "kubeconfig", nil, "deprecated: use --compare-kubeconfig")
+		_ = fl.MarkDeprecated("kubeconfig", "use --compare-kubeconfig (--kubeconfig names a file to compare, not credentials to connect with)")
+	}
 	fl.StringArrayVar(&f.endpoints, "endpoint", nil, "a TLS endpoint HOST:PORT to probe (repeatable; default: the node's ports when they answer)")
 	fl.StringArrayVar(&f.tlsSANs, "tls-san", nil, "a name the serving certificates must carry (repeatable)")
 	fl.StringArrayVar(&f.nodeIPs, "node-ip", nil, "a node IP the serving certificates must carry (repeatable)")
@@ -44,28 +64,77 @@ func (f *nodeFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.secret, "secret", "auto", "where to read the listener secret: auto, api, datastore or none")
 	fl.IntVar(&f.supervisorPort, "supervisor-port", 0, "the supervisor (listener) port when not the default (k3s 6443, rke2 9345), e.g. a lab node")
 	fl.IntVar(&f.apiserverPort, "apiserver-port", 0, "the apiserver port when not the default (k3s 6444, rke2 6443)")
+	_ = c.RegisterFlagCompletionFunc("secret", cliutil.Complete(secretModes...))
+	_ = c.RegisterFlagCompletionFunc("program", cliutil.Complete("k3s", "rke2"))
+	_ = c.RegisterFlagCompletionFunc("profile", cliutil.Complete(profileNames()...))
+}
+
+// profileNames are the --profile values to complete: the three names
+// people use, then every matrix row; only names ProfileByName accepts.
+func profileNames() []string {
+	var out []string
+	seen := map[string]bool{}
+	cand := []string{"v1.18", "v1.19+", "current"}
+	for _, p := range k3s.Profiles {
+		cand = append(cand, p.Name)
+	}
+	for _, n := range cand {
+		if _, err := k3s.ProfileByName(n); err == nil && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// validate checks the flag values every node command shares: usage errors
+// (exit 3) before anything is read.
+func (f *nodeFlags) validate() error {
+	if f.program != "" && f.program != "k3s" && f.program != "rke2" {
+		return errors.New("--program must be k3s or rke2")
+	}
+	if err := cliutil.OneOf("--secret", f.secret, secretModes...); err != nil {
+		return err
+	}
+	if err := cliutil.ValidPort("--supervisor-port", f.supervisorPort); err != nil {
+		return err
+	}
+	if err := cliutil.ValidPort("--apiserver-port", f.apiserverPort); err != nil {
+		return err
+	}
+	if f.timeout < 0 {
+		return fmt.Errorf("--timeout %s: must not be negative", f.timeout)
+	}
+	for _, e := range f.endpoints {
+		if err := cliutil.ValidHostPort("--endpoint", e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // options turns flags into check.Options; now is read once, here.
 func (f *nodeFlags) options(now time.Time) (check.Options, error) {
+	if err := f.validate(); err != nil {
+		return check.Options{}, err
+	}
 	at, err := cliutil.ParseAt(f.at, now)
 	if err != nil {
-		return check.Options{}, err
+		return check.Options{}, fmt.Errorf("--at %w", err)
 	}
 	o := check.Options{
 		DataDir: f.dataDir, Program: k3s.Program(f.program), Profile: f.profile, Version: f.version,
 		At: at.UTC().Truncate(time.Second), AdminKubeconfig: f.admin, ConfigFile: f.config,
-		Kubeconfigs: f.kubeconfigs, Endpoints: f.endpoints, NoEndpoint: f.noEndpoints, Timeout: f.timeout,
+		Kubeconfigs: append(append([]string{}, f.kubeconfigs...), f.oldKubeconfigs...), Endpoints: f.endpoints, NoEndpoint: f.noEndpoints, Timeout: f.timeout,
 		TLSSANs: f.tlsSANs, NodeIPs: f.nodeIPs,
-	}
-	if f.program != "" && f.program != "k3s" && f.program != "rke2" {
-		return o, errors.New("--program must be k3s or rke2")
 	}
 	o.Ports = f.ports()
 	if o.Profile == "" && o.Version == "" {
 		o.Version = installedVersion(f.program)
 	}
-	o.Secret = secretGetter(f)
+	if g := secretGetter(f); g != nil {
+		o.Secret = guardSecretInputs(o, g)
+	}
 	return o, nil
 }
 
@@ -75,7 +144,26 @@ func newCheckCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "check",
 		Short: "Inventory and judge every certificate of the node (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
-		Args:  cobra.NoArgs,
+		Long: `check reads every certificate and key the node depends on — the files under server/tls and
+agent/, dynamic-cert.json, the k3s-serving secret (through the API, else the datastore), the
+kubeconfigs — and what the node's TLS ports serve, then judges them at --at (default now).
+Every finding has a stable code (K3Cnnn) and a page under docs/findings/.
+
+Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a usage error, no data dir, or the listener
+certificate, the secret or a kubeconfig could not be read: check never says OK about what it
+could not see).`,
+		Example: `  # the node as it is now (run as root)
+  k3scert check
+
+  # an RKE2 node, every certificate of every chain, with issuer and fingerprint
+  k3scert check -d /var/lib/rancher/rke2 -o wide
+
+  # what will be wrong in 90 days, and whether a copied kubeconfig still works
+  k3scert check --at +90d --compare-kubeconfig ~/.kube/config
+
+  # offline: no probing of the node's ports, no secret lookup
+  k3scert check --no-endpoints --secret none -o json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !validOutput(output, render.Formats...) {
 				return fmt.Errorf("unknown output format %q (want one of %s)", output, strings.Join(render.Formats, ", "))
@@ -84,12 +172,14 @@ func newCheckCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, _, err := check.Run(context.Background(), o)
+			r, inv, err := check.Run(context.Background(), o)
 			if err != nil {
-				if errors.Is(err, check.ErrNoDataDir) {
-					return cliutil.WithHint(err, "pass the data dir with -d/--data-dir (K3s: /var/lib/rancher/k3s, RKE2: /var/lib/rancher/rke2)")
-				}
-				return err
+				return dataDirError(err)
+			}
+			if blind := blindSpots(inv); len(blind) > 0 && r.Summary.ExitCode < report.ExitCritical {
+				// Never OK (nor a mere WARNING) about what could not be
+				// read: the K3C900 findings say what and why.
+				r.Summary.Status, r.Summary.ExitCode = "UNKNOWN", report.ExitUnknown
 			}
 			if err := render.Report(cmd.OutOrStdout(), r, output, render.Options{Color: cliutil.IsTerminal(os.Stdout)}); err != nil {
 				return err
@@ -102,7 +192,85 @@ func newCheckCmd() *cobra.Command {
 	}
 	nf.register(c)
 	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml or html")
+	_ = c.RegisterFlagCompletionFunc("output", cliutil.Complete(render.Formats...))
 	return c
+}
+
+// dataDirError adds the hint for an unusable data dir: run as root when it
+// is a permission problem, else pass -d.
+func dataDirError(err error) error {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return cliutil.WithHint(err, "run k3scert as root (the data dir is root-only)")
+	case errors.Is(err, check.ErrNoDataDir):
+		return cliutil.WithHint(err, "pass the data dir with -d/--data-dir (K3s: /var/lib/rancher/k3s, RKE2: /var/lib/rancher/rke2)")
+	}
+	return err
+}
+
+// blindSpots lists what decides whether clients can still connect (the
+// listener certificate's copies, the serving secret, kubeconfigs) but could
+// not be read. check and forecast turn a non-empty list into UNKNOWN.
+func blindSpots(inv *source.Inventory) []string {
+	if inv == nil {
+		return nil
+	}
+	var out []string
+	for _, p := range inv.Problems {
+		what := ""
+		switch p.Source {
+		case source.DynamicCert:
+			what = "the listener certificate"
+		case source.Secret:
+			what = "the listener" // Location is "secret NS/NAME"
+		case source.Kubeconfig:
+			if strings.HasPrefix(p.Detail, "references ") {
+				// Read fine; a file it names is missing: a finding
+				// about the kubeconfig (K3C900), not a blind spot.
+				continue
+			}
+			what = "the kubeconfig"
+		default:
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %s: %s (%s)", what, p.Location, p.Detail, p.Reason))
+	}
+	return out
+}
+
+// guardSecretInputs wraps a secret getter: before it runs, every file the
+// API and datastore readers open (internal/kube and internal/datastore
+// read them on their own) goes through source.ReadFile, so a FIFO or a
+// huge file in their place is an error, never a hang or exhausted memory.
+func guardSecretInputs(o check.Options, get source.SecretGetter) source.SecretGetter {
+	return func(ctx context.Context) (*corev1.Secret, string, error) {
+		n, err := check.Resolve(check.Options{DataDir: o.DataDir, Program: o.Program, Profile: o.Profile, Version: o.Version})
+		if err != nil {
+			return get(ctx) // the getter reports it its own way
+		}
+		p := func(rel string) string { return filepath.Join(n.DataDir, filepath.FromSlash(rel)) }
+		var files []string
+		ds := k3s.DatastoreSpec(n.Program)
+		for _, id := range []string{"server-ca", "client-ca", ds.EtcdCA, ds.EtcdClient} {
+			if s, ok := k3s.ByID(n.Program, k3s.ProfileCurrent, id); ok {
+				files = append(files, p(s.Cert))
+				if s.Key != "" && id != "server-ca" && id != ds.EtcdCA {
+					files = append(files, p(s.Key))
+				}
+			}
+		}
+		files = append(files, p(ds.EncryptionCfg))
+		for _, f := range files {
+			if _, err := source.ReadFile(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, "", fmt.Errorf("not reading the secret: %w", err)
+			}
+		}
+		// The SQLite database may be large: only its type is checked.
+		if fi, err := os.Stat(p(ds.SQLite)); err == nil && !fi.Mode().IsRegular() {
+			return nil, "", fmt.Errorf("not reading the secret: %s: %w", p(ds.SQLite), source.ErrNotRegular)
+		}
+		return get(ctx)
+	}
 }
 
 // ports overrides the program's default ports (--supervisor-port,

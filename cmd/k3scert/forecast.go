@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/check"
@@ -12,6 +12,8 @@ import (
 	"github.com/k3scert/k3scert/internal/forecast"
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/render"
+	"github.com/k3scert/k3scert/internal/report"
+	"github.com/k3scert/k3scert/internal/source"
 	"github.com/spf13/cobra"
 )
 
@@ -30,13 +32,13 @@ type forecastFlags struct {
 func (ff forecastFlags) times(now time.Time) (from time.Time, to *time.Time, restarts []time.Time, err error) {
 	from, err = cliutil.ParseAt(ff.from, now)
 	if err != nil {
-		return from, nil, nil, fmt.Errorf("--from: %w", err)
+		return from, nil, nil, fmt.Errorf("--from %w", err)
 	}
 	from = from.UTC().Truncate(time.Second)
 	if ff.to != "" {
 		t, err := cliutil.ParseAt(ff.to, from)
 		if err != nil {
-			return from, nil, nil, fmt.Errorf("--to: %w", err)
+			return from, nil, nil, fmt.Errorf("--to %w", err)
 		}
 		t = t.UTC()
 		if !t.After(from) {
@@ -47,7 +49,7 @@ func (ff forecastFlags) times(now time.Time) (from time.Time, to *time.Time, res
 	for _, s := range ff.restarts {
 		r, err := cliutil.ParseAt(s, from)
 		if err != nil {
-			return from, nil, nil, fmt.Errorf("--restart-at: %w", err)
+			return from, nil, nil, fmt.Errorf("--restart-at %w", err)
 		}
 		restarts = append(restarts, r.UTC())
 	}
@@ -70,6 +72,15 @@ you must do. On v1.18 a restart renews the files but never the listener certific
   k3scert forecast --restart-at +60d -o html > forecast.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !validOutput(ff.output, render.ForecastFormats...) {
+				return fmt.Errorf("unknown output format %q (want one of %s)", ff.output, strings.Join(render.ForecastFormats, ", "))
+			}
+			if ff.validity < 0 {
+				return fmt.Errorf("--validity-days %d: must not be negative (0 = K3s's default, 365)", ff.validity)
+			}
+			if ff.validity > 36500 {
+				return fmt.Errorf("--validity-days %d: more than 100 years", ff.validity)
+			}
 			now := time.Now()
 			if cmd.Flags().Changed("at") && !cmd.Flags().Changed("from") {
 				ff.from = nf.at
@@ -85,10 +96,7 @@ you must do. On v1.18 a restart renews the files but never the listener certific
 			}
 			r, inv, err := check.Run(context.Background(), o)
 			if err != nil {
-				if errors.Is(err, check.ErrNoDataDir) {
-					return cliutil.WithHint(err, "pass the data dir with -d/--data-dir (K3s: /var/lib/rancher/k3s, RKE2: /var/lib/rancher/rke2)")
-				}
-				return err
+				return dataDirError(err)
 			}
 			prof, err := k3s.ProfileByName(r.Node.Profile)
 			if err != nil {
@@ -107,7 +115,24 @@ you must do. On v1.18 a restart renews the files but never the listener certific
 			}
 			f := forecast.Run(forecast.Input{Node: r.Node, Profile: prof, Certs: certs, Now: now.UTC().Truncate(time.Second),
 				From: from, To: end, Restarts: restarts, ValidityDays: ff.validity, Findings: r.Findings})
-			return render.Forecast(cmd.OutOrStdout(), f, ff.output, render.Options{Color: ff.output == "text" && cliutil.IsTerminal(os.Stdout)})
+			// Blind: what decides the lock-out could not be read. The
+			// forecast says UNKNOWN instead of OK and exits 3.
+			f.Unknown = blindSpots(inv)
+			if r.Node.Role == string(k3s.RoleServer) && !listenerSeen(inv) && len(f.Unknown) == 0 {
+				ports := k3s.DefaultPorts(k3s.Program(r.Node.Program))
+				if o.Ports != nil {
+					ports = *o.Ports
+				}
+				f.Unknown = append(f.Unknown, fmt.Sprintf("the listener certificate: no copy found (dynamic-cert.json absent, the serving secret absent or not read (--secret), "+
+					"the supervisor port not answering or not probed); what :%d serves decides the lock-out", ports.Supervisor))
+			}
+			if err := render.Forecast(cmd.OutOrStdout(), f, ff.output, render.Options{Color: ff.output == "text" && cliutil.IsTerminal(os.Stdout)}); err != nil {
+				return err
+			}
+			if len(f.Unknown) > 0 {
+				return exitError{report.ExitUnknown}
+			}
+			return nil
 		},
 	}
 	nf.register(c)
@@ -118,5 +143,18 @@ you must do. On v1.18 a restart renews the files but never the listener certific
 	fl.StringArrayVar(&ff.restarts, "restart-at", nil, "a planned restart of K3s (repeatable); offsets are from --from")
 	fl.IntVar(&ff.validity, "validity-days", 0, "validity of renewed certificates (default 365; CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS)")
 	fl.StringVarP(&ff.output, "output", "o", "text", "output format: text, json, yaml or html")
+	_ = c.RegisterFlagCompletionFunc("output", cliutil.Complete(render.ForecastFormats...))
 	return c
+}
+
+// listenerSeen reports whether any copy of the listener certificate was
+// read: dynamic-cert.json, the serving secret, or what the supervisor port
+// served.
+func listenerSeen(inv *source.Inventory) bool {
+	for _, c := range inv.Certs {
+		if c.SpecID == "listener" || c.SpecID == "endpoint-supervisor" {
+			return true
+		}
+	}
+	return false
 }

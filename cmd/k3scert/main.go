@@ -6,9 +6,9 @@ package main
 import (
 	"errors"
 	"os"
+	"strings"
 
 	"github.com/k3scert/k3scert/internal/cliutil"
-	"github.com/k3scert/k3scert/internal/lab"
 	"github.com/k3scert/k3scert/internal/report"
 	"github.com/spf13/cobra"
 )
@@ -25,6 +25,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	setVersion(root)
 	root.AddCommand(newCheckCmd())
 	for _, f := range extraCommands {
 		root.AddCommand(f())
@@ -32,11 +33,26 @@ func newRoot() *cobra.Command {
 	return root
 }
 
+func init() { extraCommands = append(extraCommands, movedLabCmd) }
+
+// movedLabCmd answers `k3scert lab ...` with where the lab went: its own
+// command, so that this binary links none of its parts.
+func movedLabCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                "lab",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			return cliutil.WithHint(errors.New("the lab is its own command now"),
+				"run k3scert-lab "+strings.Join(args, " ")+" (make build builds bin/k3scert-lab)")
+		},
+	}
+}
+
 // extraCommands are registered by the other command files' init functions.
 var extraCommands []func() *cobra.Command
 
 func main() {
-	lab.MaybeRunSupervisor() // the lab's :6443 supervisor re-executes this binary
 	os.Exit(run(os.Args[1:]))
 }
 

@@ -51,7 +51,7 @@ func TestServe(t *testing.T) {
 	root.SetOut(io.Discard)
 	root.SetErr(&stderr)
 	root.SetArgs([]string{"serve", "-d", dataDir, "--admin-kubeconfig", kubeconfig, "--config", config,
-		"--no-endpoints", "--listen", "127.0.0.1:0", "--interval", "1h"})
+		"--no-endpoints", "--listen", "127.0.0.1:0", "--interval", "1h", "--node-name", "test-node"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -98,10 +98,12 @@ func TestServe(t *testing.T) {
 		t.Fatalf("/metrics: %d", code)
 	}
 	for _, want := range []string{
-		`k3scert_certificate_not_after_seconds{issuer="k3s-client-ca@`,
-		`k3scert_scan_errors_total{reason="not_found"} 0`,
-		`k3scert_findings{code="K3C101"} 0`,
-		`k3scert_last_scan_success 1`,
+		`k3scert_certificate_not_after_seconds{issuer="CN=k3s-client-ca@`,
+		`k3scert_scan_errors_total{node="test-node",reason="not_found"} 0`,
+		`k3scert_findings_by_code{code="K3C101",node="test-node"} 0`,
+		`k3scert_last_scan_success{node="test-node"} 1`,
+		`k3scert_identity_info{mode="none",node="test-node",user=""} 1`,
+		`k3scert_build_info{build_date=`,
 		"process_resident_memory_bytes",
 		"go_goroutines",
 	} {
@@ -121,6 +123,9 @@ func TestServe(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop")
 	}
+	if !strings.Contains(stderr.String(), "the listener secret is not read (not in a pod and no --api-kubeconfig)") {
+		t.Errorf("serve outside a pod without credentials must say the secret is not read:\n%s", stderr.String())
+	}
 	if !strings.Contains(stderr.String(), "k3scert: stopped") {
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
@@ -134,6 +139,11 @@ func TestServeFlags(t *testing.T) {
 		{"serve", "--interval", "10ms"},
 		{"serve", "--program", "k8s"},
 		{"serve", "--at", "yesterday-ish"},
+		// serve never mints an admin certificate nor opens the datastore.
+		{"serve", "--secret", "api"},
+		{"serve", "--secret", "datastore"},
+		{"serve", "--secret", "kubeconfig"},     // without --api-kubeconfig
+		{"serve", "--secret", "serviceaccount"}, // not in a pod
 	} {
 		root := newRoot()
 		root.SetOut(io.Discard)

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ type Options struct {
 	At      time.Time
 	// AdminKubeconfig is K3s's own k3s.yaml; "" = the default path.
 	AdminKubeconfig string
-	// Kubeconfigs are copies to compare (--kubeconfig).
+	// Kubeconfigs are copies to compare (--compare-kubeconfig).
 	Kubeconfigs []string
 	// Endpoints are explicit host:port endpoints; when empty the defaults
 	// are probed and only reported when they answer.
@@ -126,6 +127,13 @@ func Resolve(o Options) (Node, error) {
 	}
 	if !fi.IsDir() {
 		return n, fmt.Errorf("%w: %s is not a directory", ErrNoDataDir, n.DataDir)
+	}
+	// A data dir we may not look into is "permission denied", not "not a
+	// data dir": stat what decides the role and keep a permission error.
+	for _, sub := range []string{filepath.Join("server", "tls"), "agent"} {
+		if _, err := os.Stat(filepath.Join(n.DataDir, sub)); errors.Is(err, fs.ErrPermission) {
+			return n, fmt.Errorf("%w: %s: %w", ErrNoDataDir, n.DataDir, err)
+		}
 	}
 	if n.Program == "" {
 		n.Program = detectProgram(n.DataDir)
@@ -267,7 +275,15 @@ func RunNode(ctx context.Context, n Node, o Options) (report.Report, *source.Inv
 	tlsSANs := append(append([]string{}, o.TLSSANs...), n.Config.TLSSANs...)
 	nodeIPs := append(append(append([]string{}, o.NodeIPs...), n.Config.NodeIPs...), n.Config.NodeExternalIPs...)
 	for _, e := range n.ConfigErrors {
-		inv.AddProblem(source.Problem{Source: source.File, Location: e.Path, Reason: source.ReasonBadYAML, Detail: e.Error()})
+		// A file that could not be read (missing --config, permission, a
+		// FIFO, too large) says so; only what was read and did not parse
+		// is bad_kubeconfig.
+		reason := source.ReasonBadYAML
+		var pe *fs.PathError
+		if errors.As(e.Err, &pe) {
+			reason = source.ReasonFor(e.Err)
+		}
+		inv.AddProblem(source.Problem{Source: source.File, Location: e.Path, Reason: reason, Detail: e.Error()})
 	}
 	inv.Sort()
 	r := diagnose.Run(diagnose.Input{

@@ -3,6 +3,7 @@ package datastore
 import (
 	"bytes"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,17 +15,17 @@ import (
 // kube-apiserver stores (k8s.io/apimachinery protobuf.go).
 var protoPrefix = []byte{'k', '8', 's', 0}
 
-var (
-	secretScheme = func() *runtime.Scheme {
-		s := runtime.NewScheme()
-		if err := corev1.AddToScheme(s); err != nil {
-			panic(err)
-		}
-		return s
-	}()
-	protoSerializer = protobuf.NewSerializer(secretScheme, secretScheme)
-	protoEncoder    = serializer.NewCodecFactory(secretScheme).EncoderForVersion(protoSerializer, corev1.SchemeGroupVersion)
-)
+// secretCodec is the protobuf serializer and the v1 encoder over a scheme
+// that knows core/v1 only, built on first use: a command that never reads
+// a Secret pays nothing for it at start-up.
+var secretCodec = sync.OnceValues(func() (*protobuf.Serializer, runtime.Encoder) {
+	s := runtime.NewScheme()
+	if err := corev1.AddToScheme(s); err != nil {
+		panic(err) // static registration; cannot fail
+	}
+	ser := protobuf.NewSerializer(s, s)
+	return ser, serializer.NewCodecFactory(s).EncoderForVersion(ser, corev1.SchemeGroupVersion)
+})
 
 // DecodeSecret decodes a v1.Secret stored by kube-apiserver: "k8s\x00"
 // followed by a runtime.Unknown carrying the Secret's protobuf. The value
@@ -33,7 +34,8 @@ func DecodeSecret(b []byte) (*corev1.Secret, error) {
 	if !bytes.HasPrefix(b, protoPrefix) {
 		return nil, fmt.Errorf("%w: %s", ErrNotProtobuf, describePrefix(b))
 	}
-	obj, gvk, err := protoSerializer.Decode(b, nil, nil)
+	ser, _ := secretCodec()
+	obj, gvk, err := ser.Decode(b, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotProtobuf, err)
 	}
@@ -48,7 +50,8 @@ func DecodeSecret(b []byte) (*corev1.Secret, error) {
 // encryption).
 func EncodeSecret(s *corev1.Secret) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := protoEncoder.Encode(s, &buf); err != nil {
+	_, enc := secretCodec()
+	if err := enc.Encode(s, &buf); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

@@ -10,10 +10,6 @@ import (
 	"sort"
 	"strings"
 
-	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
-	"k8s.io/apiserver/pkg/storage/value"
-	aestransformer "k8s.io/apiserver/pkg/storage/value/encrypt/aes"
-	"k8s.io/apiserver/pkg/storage/value/encrypt/secretbox"
 	"sigs.k8s.io/yaml"
 )
 
@@ -49,14 +45,14 @@ func clip(b []byte, n int) []byte { return b[:min(len(b), n)] }
 // EncryptionConfiguration, as kube-apiserver would.
 type Encryption struct {
 	Path  string
-	read  map[string]value.Transformer // full prefix -> transformer
-	write *writeTransformer            // first provider; nil = identity
-	kms   []string                     // kms provider names (not usable offline)
+	read  map[string]transformer // full prefix -> transformer
+	write *writeTransformer      // first provider; nil = identity
+	kms   []string               // kms provider names (not usable offline)
 }
 
 type writeTransformer struct {
 	prefix string
-	t      value.Transformer
+	t      transformer
 }
 
 // LoadEncryption reads an EncryptionConfiguration (server/cred/
@@ -82,11 +78,11 @@ func LoadEncryption(path string) (*Encryption, error) {
 // ParseEncryption builds the transformers for secrets from an
 // EncryptionConfiguration document.
 func ParseEncryption(b []byte) (*Encryption, error) {
-	var cfg apiserverv1.EncryptionConfiguration
+	var cfg encryptionConfiguration
 	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
 		return nil, err
 	}
-	e := &Encryption{read: map[string]value.Transformer{}}
+	e := &Encryption{read: map[string]transformer{}}
 	first := true
 	for _, rc := range cfg.Resources {
 		if !coversSecrets(rc.Resources) {
@@ -118,9 +114,9 @@ func coversSecrets(rs []string) bool {
 
 // add registers one provider's keys for reading and returns the
 // transformer it would write with (its first key); nil for identity.
-func (e *Encryption) add(p apiserverv1.ProviderConfiguration) (*writeTransformer, error) {
+func (e *Encryption) add(p providerConfiguration) (*writeTransformer, error) {
 	var w *writeTransformer
-	keep := func(prefix string, t value.Transformer) {
+	keep := func(prefix string, t transformer) {
 		e.read[prefix] = t
 		if w == nil {
 			w = &writeTransformer{prefix: prefix, t: t}
@@ -140,7 +136,7 @@ func (e *Encryption) add(p apiserverv1.ProviderConfiguration) (*writeTransformer
 			if err != nil {
 				return nil, fmt.Errorf("aescbc key %q: %w", k.Name, err)
 			}
-			keep("k8s:enc:aescbc:v1:"+k.Name+":", aestransformer.NewCBCTransformer(block))
+			keep("k8s:enc:aescbc:v1:"+k.Name+":", cbcTransformer{block})
 		}
 	case p.AESGCM != nil:
 		for _, k := range p.AESGCM.Keys {
@@ -152,7 +148,7 @@ func (e *Encryption) add(p apiserverv1.ProviderConfiguration) (*writeTransformer
 			if err != nil {
 				return nil, fmt.Errorf("aesgcm key %q: %w", k.Name, err)
 			}
-			t, err := aestransformer.NewGCMTransformer(block)
+			t, err := newGCMTransformer(block)
 			if err != nil {
 				return nil, fmt.Errorf("aesgcm key %q: %w", k.Name, err)
 			}
@@ -167,7 +163,7 @@ func (e *Encryption) add(p apiserverv1.ProviderConfiguration) (*writeTransformer
 			if len(key) != 32 {
 				return nil, fmt.Errorf("secretbox key %q: %d bytes, want 32", k.Name, len(key))
 			}
-			keep("k8s:enc:secretbox:v1:"+k.Name+":", secretbox.NewSecretboxTransformer([32]byte(key)))
+			keep("k8s:enc:secretbox:v1:"+k.Name+":", secretboxTransformer{[32]byte(key)})
 		}
 	case p.KMS != nil:
 		e.kms = append(e.kms, p.KMS.Name)
@@ -181,7 +177,7 @@ func (e *Encryption) add(p apiserverv1.ProviderConfiguration) (*writeTransformer
 	return w, nil
 }
 
-func decodeKey(provider string, k apiserverv1.Key) ([]byte, error) {
+func decodeKey(provider string, k encryptionKey) ([]byte, error) {
 	b, err := base64.StdEncoding.DecodeString(k.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("%s key %q: secret is not base64: %w", provider, k.Name, err)
@@ -231,7 +227,7 @@ func (e *Encryption) Encrypt(ctx context.Context, key string, b []byte) ([]byte,
 	if e.write.t == nil {
 		return nil, fmt.Errorf("%s: the write provider is KMS; k3scert cannot encrypt with it (use the API)", e.where())
 	}
-	out, err := e.write.t.TransformToStorage(ctx, b, value.DefaultContext(key))
+	out, err := e.write.t.toStorage(b, []byte(key))
 	if err != nil {
 		return nil, err
 	}
@@ -261,11 +257,11 @@ func (e *Encryption) where() string {
 	return "the encryption config"
 }
 
-// transformFrom runs a provider's decryption on untrusted bytes. The
-// apiserver transformers expect what the apiserver wrote: aescbc panics on
-// a value that is exactly one block long (found by FuzzDecrypt), so
-// lengths are checked first and any panic becomes an error.
-func transformFrom(ctx context.Context, provider string, t value.Transformer, body []byte, key string) (out []byte, err error) {
+// transformFrom runs a provider's decryption on untrusted bytes. Lengths
+// are checked before any slicing (apiserver's own aescbc transformer panics
+// on a value exactly one block long, found by FuzzDecrypt), and any panic
+// still becomes an error.
+func transformFrom(_ context.Context, provider string, t transformer, body []byte, key string) (out []byte, err error) {
 	if provider == "aescbc" && (len(body) < 2*aes.BlockSize || len(body)%aes.BlockSize != 0) {
 		return nil, fmt.Errorf("ciphertext of %d bytes is not IV + whole AES blocks", len(body))
 	}
@@ -274,6 +270,5 @@ func transformFrom(ctx context.Context, provider string, t value.Transformer, bo
 			out, err = nil, fmt.Errorf("%s transformer failed on malformed data: %v", provider, r)
 		}
 	}()
-	out, _, err = t.TransformFromStorage(ctx, body, value.DefaultContext(key))
-	return out, err
+	return t.fromStorage(body, []byte(key))
 }

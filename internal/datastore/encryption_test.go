@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"encoding/base64"
@@ -171,5 +172,63 @@ func TestDecryptErrors(t *testing.T) {
 		if _, err := ParseEncryption([]byte(bad)); err == nil {
 			t.Errorf("config %s accepted", bad)
 		}
+	}
+}
+
+// TestTransformersMatchKubeAPIServer: k3scert's own aescbc, aesgcm and
+// secretbox (transform.go) decrypt what kube-apiserver's transformers
+// (k8s.io/apiserver, linked into this test only) encrypt, and the other
+// way round, with the datastore key as AES-GCM's authenticated data.
+func TestTransformersMatchKubeAPIServer(t *testing.T) {
+	ctx := context.Background()
+	block, err := aes.NewCipher(cbcKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiGCM, err := aestransformer.NewGCMTransformer(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ourGCM, err := newGCMTransformer(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		api  value.Transformer
+		ours transformer
+	}{
+		{"aescbc", aestransformer.NewCBCTransformer(block), cbcTransformer{block}},
+		{"aesgcm", apiGCM, ourGCM},
+		{"secretbox", secretbox.NewSecretboxTransformer([32]byte(boxKey)), secretboxTransformer{[32]byte(boxKey)}},
+	}
+	plain := apiserverEncode(t, testSecret("CERT"))
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, p := range [][]byte{plain, {}, []byte("0123456789abcdef")} {
+				stored, err := c.api.TransformToStorage(ctx, p, value.DefaultContext(testKey))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := c.ours.fromStorage(stored, []byte(testKey))
+				if err != nil || !bytes.Equal(got, p) {
+					t.Fatalf("k3scert decrypts kube-apiserver's %d bytes: %v", len(p), err)
+				}
+				mine, err := c.ours.toStorage(p, []byte(testKey))
+				if err != nil {
+					t.Fatal(err)
+				}
+				back, _, err := c.api.TransformFromStorage(ctx, mine, value.DefaultContext(testKey))
+				if err != nil || !bytes.Equal(back, p) {
+					t.Fatalf("kube-apiserver decrypts k3scert's %d bytes: %v", len(p), err)
+				}
+			}
+			if c.name == "aesgcm" { // the key is authenticated: another key's value does not open
+				stored, _ := c.api.TransformToStorage(ctx, plain, value.DefaultContext("/registry/secrets/default/x"))
+				if _, err := c.ours.fromStorage(stored, []byte(testKey)); err == nil {
+					t.Fatal("aesgcm value of another key decrypted")
+				}
+			}
+		})
 	}
 }

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 }
 
 func holdDB(path string) int {
-	db, err := sql.Open("sqlite3", path+"?"+kineParams)
+	db, err := sql.Open("sqlite3", path+"?"+kineTestParams)
 	if err != nil {
 		fmt.Println("error", err)
 		return 1

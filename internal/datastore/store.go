@@ -5,10 +5,12 @@
 // can read the listener secret on a node whose API does not answer, and
 // replace or delete it offline.
 //
-// Writes to SQLite go through kine's own library, run in-process over the
-// file, so that kine's invariants (a new revision per write, tombstone rows)
-// hold by construction. Writes are refused while another process holds the
-// database.
+// Writes to SQLite append the rows kine itself appends (a new revision per
+// write, tombstone rows for deletions, kine's compare-and-swap on the
+// newest row), with database/sql on kine's table; the tests check them
+// against real kine in both directions. kine's library is not linked into
+// the product. Writes are refused while another process holds the
+// database, and nothing here checkpoints or compacts a K3s database.
 //
 // It must not read the clock (callers pass deadlines through ctx) and must
 // not import internal/kube, internal/check or internal/source: it knows

@@ -26,12 +26,13 @@ var (
 	KeyMismatch      = Code{"K3C301", "key-does-not-match", report.Critical, "a private key does not match its certificate"}
 	ChainBroken      = Code{"K3C302", "chain-does-not-verify", report.Critical, "a leaf does not verify against its CA"}
 	SANMissing       = Code{"K3C303", "san-missing", report.Warning, "a serving certificate lacks a node IP or --tls-san name"}
+	KeyModeTooOpen   = Code{"K3C304", "key-mode-too-open", report.Warning, "a private key file is readable or writable by others than its owner (mode wider than 0600)"}
 	SourceUnreadable = Code{"K3C900", "source-unreadable", report.Warning, "a source cannot be read or parsed; the scan went on"}
 )
 
 // All lists every code, sorted by ID, for docs, completion and metrics.
 var All = []Code{Expired, InRenewWindow, NotYetValid, Missing, CAExpiring, ListenerStale, ListenerCopies,
-	EndpointUnknown, KubeconfigStale, KubeconfigCA, KeyMismatch, ChainBroken, SANMissing, SourceUnreadable}
+	EndpointUnknown, KubeconfigStale, KubeconfigCA, KeyMismatch, ChainBroken, SANMissing, KeyModeTooOpen, SourceUnreadable}
 
 // Doc is the path of the code's documentation page.
 func (c Code) Doc() string { return "docs/findings/" + c.ID + ".md" }

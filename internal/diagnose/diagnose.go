@@ -65,6 +65,7 @@ func Run(in Input) report.Report {
 	d.endpoints()
 	d.kubeconfigs()
 	d.keys()
+	d.keyModes() // keys.go
 	d.chains()
 	d.sans()
 	d.problems()

@@ -4,10 +4,14 @@
 // and when files under the watched directories change, and the HTTP
 // endpoints of `k3scert serve`.
 //
-// A scrape never rescans. Each scan builds every metric once; a scrape only
-// hands the prebuilt metrics to the registry. Between scans the collector
-// holds no x509 objects and no private key material: the inventory is
-// dropped after its problems are counted.
+// A scrape never rescans. Each scan renders the per-certificate and
+// per-finding families once (the text format at the scan, OpenMetrics and
+// gzip at the first scrape that asks for them); a scrape copies those bytes
+// and gathers only the few dozen series of the scan itself. Between scans
+// the exporter keeps the report (plain strings and times, for /report and
+// the renderings) and nothing else: no x509 object, no file bytes, no
+// private key material; the inventory is dropped after its problems are
+// counted.
 //
 // Bundle entries: only index 0 of each location is exported, the
 // certificate that the location is. The CA copies K3s appends to every leaf
@@ -32,7 +36,6 @@ import (
 
 	"github.com/k3scert/k3scert/internal/report"
 	"github.com/k3scert/k3scert/internal/source"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ScanFunc scans the node as it is at now.
@@ -59,6 +62,9 @@ type Options struct {
 	Now func() time.Time
 	// Log receives scan failures and watch errors; default discards.
 	Log *slog.Logger
+	// Node is the value of the node label on every series (--node-name or
+	// NODE_NAME); empty omits it.
+	Node string
 }
 
 // Exporter caches the last scan and exposes it as metrics.
@@ -68,16 +74,17 @@ type Exporter struct {
 	// mu serialises scans (the scheduler and direct Scan calls).
 	mu    sync.Mutex
 	scans atomic.Uint64
+	// scanStart is the start of the scan in progress (UnixNano), 0 when idle.
+	scanStart atomic.Int64
 }
 
 // state is everything a scrape reads; it is replaced, never mutated.
 type state struct {
-	metrics  []prometheus.Metric // per certificate and per finding
-	findings map[string]float64  // code -> number of current findings
-	report   *report.Report      // the last successful report
-	lastOK   bool                // whether the last scan succeeded
-	lastAt   time.Time           // time of the last successful scan
-	duration time.Duration       // duration of the last scan
+	rendered *rendered      // the large families of report
+	report   *report.Report // the last successful report
+	lastOK   bool           // whether the last scan succeeded
+	lastAt   time.Time      // time of the last successful scan
+	duration time.Duration  // duration of the last scan
 	errs     map[source.Reason]float64
 	scanOK   float64
 	scanFail float64
@@ -108,7 +115,7 @@ func New(o Options) (*Exporter, error) {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	e := &Exporter{o: o}
-	s := &state{errs: map[source.Reason]float64{}, findings: map[string]float64{}}
+	s := &state{errs: map[source.Reason]float64{}, rendered: &rendered{node: o.Node}}
 	for _, r := range source.AllReasons {
 		s.errs[r] = 0
 	}
@@ -141,6 +148,8 @@ func (e *Exporter) Scan(ctx context.Context) error {
 	defer e.mu.Unlock()
 	e.scans.Add(1)
 	now := e.o.Now()
+	e.scanStart.Store(now.UnixNano())
+	defer e.scanStart.Store(0)
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, e.o.ScanTimeout)
 	defer cancel()
@@ -174,9 +183,27 @@ func (e *Exporter) Scan(ctx context.Context) error {
 	s.scanOK++
 	s.lastAt = now
 	s.report = &r
-	s.metrics, s.findings = buildMetrics(r)
+	s.rendered = &rendered{r: &r, node: e.o.Node}
+	if _, err := s.rendered.get(textFormat, false); err != nil {
+		e.o.Log.Warn("render metrics", "err", err)
+	}
 	e.state.Store(&s)
 	return nil
+}
+
+// running returns how long the scan in progress has been running (0 when
+// none is) and whether it overran the scan timeout: a scan that ignores
+// its deadline is stuck.
+func (e *Exporter) running() (time.Duration, bool) {
+	start := e.scanStart.Load()
+	if start == 0 {
+		return 0, false
+	}
+	d := e.o.Now().Sub(time.Unix(0, start))
+	if d < 0 {
+		d = 0
+	}
+	return d, d > e.o.ScanTimeout+e.o.ScanTimeout/2
 }
 
 // Run scans at once, then on every interval and after changes under the

@@ -130,7 +130,7 @@ func find(mfs map[string]*dto.MetricFamily, name string, want map[string]string)
 func TestCollectorMetrics(t *testing.T) {
 	n := genNode(t, k3s.ProfileCurrent, t0)
 	now := t0.Add(time.Hour)
-	e, err := exporter.New(exporter.Options{Scan: n.scanFunc(nil), Now: fixedClock(now)})
+	e, err := exporter.New(exporter.Options{Scan: n.scanFunc(nil), Now: fixedClock(now), Node: "node-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestCollectorMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{"source": "file", "location": admin, "name": "client-admin",
-		"subject": "CN=system:admin,O=system:masters", "issuer": certs[0].Issuer.CommonName}
+		"subject": "CN=system:admin,O=system:masters", "issuer": "CN=" + certs[0].Issuer.CommonName, "node": "node-1"}
 	ms := find(mfs, "k3scert_certificate_not_after_seconds", want)
 	if len(ms) != 1 {
 		t.Fatalf("not_after for %v: %d series", want, len(ms))
@@ -204,11 +204,11 @@ func TestCollectorMetrics(t *testing.T) {
 	if len(ms) != 1 || value(ms[0]) != float64(certs[0].NotBefore.Unix()) {
 		t.Errorf("not_before for client-admin wrong: %v", ms)
 	}
-	if !strings.HasPrefix(want["issuer"], "k3s-client-ca@") {
+	if !strings.HasPrefix(want["issuer"], "CN=k3s-client-ca@") {
 		t.Errorf("issuer %q", want["issuer"])
 	}
 	for _, st := range exporter.Statuses {
-		w := map[string]string{"location": admin, "status": string(st)}
+		w := map[string]string{"location": admin, "status": exporter.StatusLabel(st)}
 		ms := find(mfs, "k3scert_certificate_status", w)
 		if len(ms) != 1 {
 			t.Fatalf("status %s: %d series", st, len(ms))
@@ -237,7 +237,7 @@ func TestCollectorMetrics(t *testing.T) {
 		}
 	}
 	for _, c := range diagnose.All {
-		if ms := find(mfs, "k3scert_findings", map[string]string{"code": c.ID}); len(ms) != 1 {
+		if ms := find(mfs, "k3scert_findings_by_code", map[string]string{"code": c.ID}); len(ms) != 1 {
 			t.Errorf("findings{code=%q}: %d series", c.ID, len(ms))
 		}
 	}
@@ -365,21 +365,21 @@ func TestListenerDriftMetric(t *testing.T) {
 	}
 	mfs := gather(t, e)
 	json := filepath.Join(n.dataDir, "server/tls/dynamic-cert.json")
-	ms := find(mfs, "k3scert_finding", map[string]string{"code": "K3C101", "severity": "critical", "location": json})
+	ms := find(mfs, "k3scert_finding_active", map[string]string{"code": "K3C101", "severity": "critical", "location": json})
 	if len(ms) != 1 || value(ms[0]) != 1 {
 		var all []string
-		for _, m := range mfs["k3scert_finding"].GetMetric() {
+		for _, m := range mfs["k3scert_finding_active"].GetMetric() {
 			all = append(all, m.String())
 		}
 		t.Fatalf("k3scert_finding{code=K3C101,severity=critical,location=%s}: %v; all findings: %v", json, ms, all)
 	}
-	if ms := find(mfs, "k3scert_findings", map[string]string{"code": "K3C101"}); len(ms) != 1 || value(ms[0]) < 1 {
+	if ms := find(mfs, "k3scert_findings_by_code", map[string]string{"code": "K3C101"}); len(ms) != 1 || value(ms[0]) < 1 {
 		t.Errorf("k3scert_findings{code=K3C101}: %v", ms)
 	}
-	if ms := find(mfs, "k3scert_certificate_status", map[string]string{"location": json, "status": "EXPIRED"}); len(ms) != 1 || value(ms[0]) != 1 {
+	if ms := find(mfs, "k3scert_certificate_status", map[string]string{"location": json, "status": "expired"}); len(ms) != 1 || value(ms[0]) != 1 {
 		t.Errorf("listener status EXPIRED: %v", ms)
 	}
-	if ms := find(mfs, "k3scert_certificate_status", map[string]string{"location": filepath.Join(n.dataDir, "server/tls/client-admin.crt"), "status": "OK"}); len(ms) != 1 || value(ms[0]) != 1 {
+	if ms := find(mfs, "k3scert_certificate_status", map[string]string{"location": filepath.Join(n.dataDir, "server/tls/client-admin.crt"), "status": "ok"}); len(ms) != 1 || value(ms[0]) != 1 {
 		t.Errorf("renewed client-admin status OK: %v", ms)
 	}
 }
@@ -409,7 +409,7 @@ func TestScanErrorsCount(t *testing.T) {
 	if total != 2 {
 		t.Errorf("scan_errors_total summed over reasons = %v, want 2 (one bad file, two scans)", total)
 	}
-	if ms := find(mfs, "k3scert_findings", map[string]string{"code": diagnose.SourceUnreadable.ID}); len(ms) != 1 || value(ms[0]) != 1 {
+	if ms := find(mfs, "k3scert_findings_by_code", map[string]string{"code": diagnose.SourceUnreadable.ID}); len(ms) != 1 || value(ms[0]) != 1 {
 		t.Errorf("findings{K3C900}: %v", ms)
 	}
 

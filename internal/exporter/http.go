@@ -7,26 +7,49 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/render"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
 
-// Handler serves /metrics from g (a registry holding e, and whatever else
-// the caller registered), /healthz and /report.
+// Handler serves /metrics, /healthz and /report.
+//
+// /metrics is the exporter's pre-rendered certificate and finding families
+// followed by the exporter's scan metrics and whatever g gathers (the Go
+// and process collectors, build info; g must not hold the exporter
+// itself, nil for none). The format is negotiated as client_golang's
+// promhttp does with EnableOpenMetrics (text 0.0.4, OpenMetrics 1.0,
+// protobuf), and the body is gzip-compressed when the scraper accepts it.
 //
 // /healthz answers 200 once a scan succeeded and the last success is not
 // older than three intervals plus the scan timeout, 503 otherwise (no scan
-// yet, the data dir vanished, or the scheduler is stuck). /report is the
-// HTML page of `k3scert check -o html` for the cached report; it never
-// rescans either.
+// yet, the data dir vanished, a scan is stuck past its deadline, or the
+// scheduler is stuck). /report is the HTML page of `k3scert check -o html`
+// for the cached report; it never rescans either.
 func (e *Exporter) Handler(g prometheus.Gatherer) http.Handler {
+	small := prometheus.NewRegistry()
+	small.MustRegister(smallCollector{e})
+	gs := prometheus.Gatherers{small}
+	if g != nil {
+		gs = append(gs, withoutOwn{g}) // a registry that also holds e: its families are served once
+	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
-		ErrorHandling: promhttp.ContinueOnError, ErrorLog: slogPrinter{e}, MaxRequestsInFlight: 4, Timeout: 30 * time.Second,
-	}))
+	sem := make(chan struct{}, 4)
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, req *http.Request) {
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+		default:
+			http.Error(w, "too many scrapes in flight", http.StatusServiceUnavailable)
+			return
+		}
+		e.serveMetrics(w, req, gs)
+	})
 	mux.HandleFunc("GET /healthz", e.healthz)
 	mux.HandleFunc("GET /report", e.reportPage)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
@@ -36,15 +59,98 @@ func (e *Exporter) Handler(g prometheus.Gatherer) http.Handler {
 	return mux
 }
 
-type slogPrinter struct{ e *Exporter }
+// withoutOwn drops the exporter's own families from a gatherer, so that a
+// registry holding the exporter (as before pre-rendering) still works.
+type withoutOwn struct{ g prometheus.Gatherer }
 
-func (p slogPrinter) Println(v ...any) { p.e.o.Log.Warn("metrics", "err", fmt.Sprint(v...)) }
+func (w withoutOwn) Gather() ([]*dto.MetricFamily, error) {
+	mfs, err := w.g.Gather()
+	out := mfs[:0]
+	for _, mf := range mfs {
+		if !ownFamily(mf.GetName()) {
+			out = append(out, mf)
+		}
+	}
+	return out, err
+}
+
+// textFormat is the Prometheus text format 0.0.4, rendered at every scan.
+var textFormat = expfmt.NewFormat(expfmt.TypeTextPlain)
+
+func (e *Exporter) serveMetrics(w http.ResponseWriter, req *http.Request, g prometheus.Gatherer) {
+	format := expfmt.NegotiateIncludingOpenMetrics(req.Header)
+	if format.FormatType() == expfmt.TypeTextPlain {
+		format = textFormat // one text rendering, whatever escaping was asked
+	}
+	gz := acceptsGzip(req.Header.Get("Accept-Encoding"))
+	big, err := e.state.Load().rendered.get(format, gz)
+	if err != nil {
+		http.Error(w, "render metrics: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	mfs, gerr := g.Gather()
+	if gerr != nil {
+		e.o.Log.Warn("metrics", "err", gerr) // serve what was gathered, as promhttp's ContinueOnError
+	}
+	var rest bytes.Buffer
+	enc := expfmt.NewEncoder(&rest, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			http.Error(w, "encode metrics: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	if c, ok := enc.(expfmt.Closer); ok {
+		if err := c.Close(); err != nil { // OpenMetrics: "# EOF"
+			http.Error(w, "encode metrics: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	tail := rest.Bytes()
+	if gz {
+		if tail, err = gzipBytes(tail); err != nil {
+			http.Error(w, "compress metrics: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+	}
+	w.Header().Set("Content-Type", string(format))
+	w.Header().Set("Content-Length", strconv.Itoa(len(big)+len(tail)))
+	w.Header().Add("Vary", "Accept-Encoding")
+	_, _ = w.Write(big)
+	_, _ = w.Write(tail)
+}
+
+// acceptsGzip reports whether an Accept-Encoding header accepts gzip
+// (q > 0), as promhttp's negotiation between gzip and identity does.
+func acceptsGzip(h string) bool {
+	for _, part := range strings.Split(h, ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		coding = strings.ToLower(strings.TrimSpace(coding))
+		if coding != "gzip" && coding != "*" {
+			continue
+		}
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		return q > 0
+	}
+	return false
+}
 
 func (e *Exporter) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	s := e.state.Load()
+	running, stuck := e.running()
 	switch {
+	case stuck:
+		http.Error(w, fmt.Sprintf("scan stuck: running for %s, past its %s deadline", running.Round(time.Second), e.o.ScanTimeout), http.StatusServiceUnavailable)
 	case s.lastAt.IsZero() && s.lastErr != "":
 		http.Error(w, "scan failed: "+s.lastErr, http.StatusServiceUnavailable)
 	case s.lastAt.IsZero():
@@ -110,6 +216,12 @@ func (e *Exporter) Serve(ctx context.Context, ln net.Listener, g prometheus.Gath
 		}
 	}
 	cancel()
-	<-runDone
+	// A scan that ignores its context must not keep SIGTERM from ending
+	// the process: wait for the scheduler at most grace.
+	select {
+	case <-runDone:
+	case <-time.After(grace):
+		e.o.Log.Warn("scheduler did not stop within the grace period; exiting without it")
+	}
 	return err
 }

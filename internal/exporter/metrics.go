@@ -12,73 +12,150 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// Metric names and labels are an API, like finding codes and reasons:
-// never rename one. Label values are certificate fields (subject and issuer
-// names, paths) and finding codes: public data only, never key material.
-var (
-	certLabels = []string{"source", "location", "name", "subject", "issuer"}
-
-	descNotAfter = prometheus.NewDesc("k3scert_certificate_not_after_seconds",
-		"NotAfter of the certificate, as a Unix time (index 0 of each location only).", certLabels, nil)
-	descNotBefore = prometheus.NewDesc("k3scert_certificate_not_before_seconds",
-		"NotBefore of the certificate, as a Unix time (index 0 of each location only).", certLabels, nil)
-	descStatus = prometheus.NewDesc("k3scert_certificate_status",
-		"Status of the certificate at the last scan, as `k3s certificate check` names it: one series per status, 1 for the current one.",
-		append(append([]string{}, certLabels...), "status"), nil)
-	descFinding = prometheus.NewDesc("k3scert_finding",
-		"A finding of the last scan (see docs/findings/<code>.md): the number of findings with these labels, usually 1.",
-		[]string{"code", "severity", "location"}, nil)
-	descFindings = prometheus.NewDesc("k3scert_findings",
-		"Number of findings of the last scan per code; every code is present, at zero when absent.", []string{"code"}, nil)
-	descDuration = prometheus.NewDesc("k3scert_scan_duration_seconds",
-		"Duration of the last scan.", nil, nil)
-	descErrors = prometheus.NewDesc("k3scert_scan_errors_total",
-		"Sources that could not be read or parsed, summed over all scans, by stable reason; every reason starts at zero.", []string{"reason"}, nil)
-	descScans = prometheus.NewDesc("k3scert_scans_total",
-		"Scans by result: success, or failure (nothing to judge, e.g. no data dir; the last good result is kept).", []string{"result"}, nil)
-	descLastOK = prometheus.NewDesc("k3scert_last_scan_success",
-		"1 if the last scan succeeded, 0 if it failed.", nil, nil)
-	descLastAt = prometheus.NewDesc("k3scert_last_scan_timestamp_seconds",
-		"Time of the last successful scan (the time the certificates were judged at), as a Unix time; 0 before the first.", nil, nil)
+// Metric names and labels are an API, like finding codes and reasons.
+// Label values are certificate fields (subject and issuer names, paths),
+// finding codes and the node name: public data only, never key material.
+//
+// Every series carries `node` (Options.Node: --node-name, or NODE_NAME from
+// the downward API), so a plain scrape_config identifies the node without
+// relabelling. Label values are lower snake case where they are an
+// enumeration (status="expired", severity="critical", result="success").
+// subject and issuer are both distinguished names in the same spelling
+// ("CN=system:admin,O=system:masters", "CN=k3s-client-ca@1700000000").
+//
+// Renamed in this version (docs/metrics.md): k3scert_finding is now
+// k3scert_finding_active and k3scert_findings is k3scert_findings_by_code;
+// status values are lower snake (was "EXPIRED", "NOT YET VALID"); issuer
+// is "CN=..." like subject (was the bare common name).
+const (
+	NameNotAfter       = "k3scert_certificate_not_after_seconds"
+	NameNotBefore      = "k3scert_certificate_not_before_seconds"
+	NameStatus         = "k3scert_certificate_status"
+	NameFindingActive  = "k3scert_finding_active"
+	NameFindingsByCode = "k3scert_findings_by_code"
 )
 
-// Statuses are the values of the status label, in K3s's spelling.
+var (
+	certLabels = []string{"node", "source", "location", "name", "subject", "issuer"}
+
+	descNotAfter = prometheus.NewDesc(NameNotAfter,
+		"NotAfter of the certificate, as a Unix time (index 0 of each location only).", certLabels, nil)
+	descNotBefore = prometheus.NewDesc(NameNotBefore,
+		"NotBefore of the certificate, as a Unix time (index 0 of each location only).", certLabels, nil)
+	descStatus = prometheus.NewDesc(NameStatus,
+		"Status of the certificate at the last scan (ok, warning, expired, not_yet_valid): one series per status, 1 for the current one.",
+		append(append([]string{}, certLabels...), "status"), nil)
+	descFinding = prometheus.NewDesc(NameFindingActive,
+		"A finding of the last scan at one location (see docs/findings/<code>.md): the number of findings with these labels, usually 1; remedy is the finding's own remedy.",
+		[]string{"node", "code", "severity", "location", "remedy"}, nil)
+	descFindings = prometheus.NewDesc(NameFindingsByCode,
+		"Number of findings of the last scan per code; every code is present, at zero when absent.", []string{"node", "code"}, nil)
+	descDuration = prometheus.NewDesc("k3scert_scan_duration_seconds",
+		"Duration of the last scan.", []string{"node"}, nil)
+	descErrors = prometheus.NewDesc("k3scert_scan_errors_total",
+		"Sources that could not be read or parsed, summed over all scans, by stable reason; every reason starts at zero.", []string{"node", "reason"}, nil)
+	descScans = prometheus.NewDesc("k3scert_scans_total",
+		"Scans by result: success, or failure (nothing to judge, e.g. no data dir; the last good result is kept).", []string{"node", "result"}, nil)
+	descLastOK = prometheus.NewDesc("k3scert_last_scan_success",
+		"1 if the last scan succeeded, 0 if it failed.", []string{"node"}, nil)
+	descLastAt = prometheus.NewDesc("k3scert_last_scan_timestamp_seconds",
+		"Time of the last successful scan (the time the certificates were judged at), as a Unix time; 0 before the first.", []string{"node"}, nil)
+	descStuck = prometheus.NewDesc("k3scert_scan_stuck",
+		"1 while a scan has been running for longer than the scan timeout (it ignores its deadline), else 0.", []string{"node"}, nil)
+	descRunning = prometheus.NewDesc("k3scert_scan_running_seconds",
+		"How long the scan in progress has been running; 0 when none is.", []string{"node"}, nil)
+)
+
+// Statuses are the values of the status label.
 var Statuses = []pki.Status{pki.OK, pki.Warning, pki.Expired, pki.NotYetValid}
+
+// StatusLabel is the status label value of a K3s status: lower snake case
+// ("OK" → "ok", "NOT YET VALID" → "not_yet_valid").
+func StatusLabel(s pki.Status) string {
+	return strings.ReplaceAll(strings.ToLower(string(s)), " ", "_")
+}
+
+// bigDescs are the per-certificate and per-finding families: served
+// pre-rendered by the HTTP handler, and by Collect for other registries.
+var bigDescs = []*prometheus.Desc{descNotAfter, descNotBefore, descStatus, descFinding, descFindings}
+
+// ownFamily reports whether name is a family the exporter itself serves.
+func ownFamily(name string) bool {
+	switch name {
+	case NameNotAfter, NameNotBefore, NameStatus, NameFindingActive, NameFindingsByCode,
+		"k3scert_scan_duration_seconds", "k3scert_scan_errors_total", "k3scert_scans_total",
+		"k3scert_last_scan_success", "k3scert_last_scan_timestamp_seconds", "k3scert_scan_stuck", "k3scert_scan_running_seconds":
+		return true
+	}
+	return false
+}
 
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descStatus, descFinding, descFindings,
-		descDuration, descErrors, descScans, descLastOK, descLastAt} {
+	for _, d := range bigDescs {
+		ch <- d
+	}
+	e.describeSmall(ch)
+}
+
+func (e *Exporter) describeSmall(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDuration, descErrors, descScans, descLastOK, descLastAt, descStuck, descRunning} {
 		ch <- d
 	}
 }
 
-// Collect implements prometheus.Collector. It reads the cached state only.
+// Collect implements prometheus.Collector: every family, the large ones
+// built from the cached report (the pre-rendered /metrics path does not
+// use this).
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	s := e.state.Load()
-	for _, m := range s.metrics {
-		ch <- m
+	if s.report != nil {
+		for _, m := range buildMetrics(*s.report, e.o.Node) {
+			ch <- m
+		}
+	} else {
+		for _, m := range findingsByCode(nil, e.o.Node) {
+			ch <- m
+		}
 	}
-	for _, c := range diagnose.All {
-		ch <- prometheus.MustNewConstMetric(descFindings, prometheus.GaugeValue, s.findings[c.ID], c.ID)
-	}
-	ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, s.duration.Seconds())
+	e.collectSmall(ch)
+}
+
+// collectSmall sends the scan's own metrics (a few dozen series).
+func (e *Exporter) collectSmall(ch chan<- prometheus.Metric) {
+	s := e.state.Load()
+	node := e.o.Node
+	ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, s.duration.Seconds(), node)
 	for _, r := range sortedReasons(s.errs) {
-		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, s.errs[r], string(r))
+		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, s.errs[r], node, string(r))
 	}
-	ch <- prometheus.MustNewConstMetric(descScans, prometheus.CounterValue, s.scanOK, "success")
-	ch <- prometheus.MustNewConstMetric(descScans, prometheus.CounterValue, s.scanFail, "failure")
+	ch <- prometheus.MustNewConstMetric(descScans, prometheus.CounterValue, s.scanOK, node, "success")
+	ch <- prometheus.MustNewConstMetric(descScans, prometheus.CounterValue, s.scanFail, node, "failure")
 	ok := 0.0
 	if s.lastOK {
 		ok = 1
 	}
-	ch <- prometheus.MustNewConstMetric(descLastOK, prometheus.GaugeValue, ok)
+	ch <- prometheus.MustNewConstMetric(descLastOK, prometheus.GaugeValue, ok, node)
 	at := 0.0
 	if !s.lastAt.IsZero() {
 		at = float64(s.lastAt.UnixNano()) / 1e9
 	}
-	ch <- prometheus.MustNewConstMetric(descLastAt, prometheus.GaugeValue, at)
+	ch <- prometheus.MustNewConstMetric(descLastAt, prometheus.GaugeValue, at, node)
+	running, stuck := e.running()
+	st := 0.0
+	if stuck {
+		st = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descStuck, prometheus.GaugeValue, st, node)
+	ch <- prometheus.MustNewConstMetric(descRunning, prometheus.GaugeValue, running.Seconds(), node)
 }
+
+// smallCollector is the exporter without its large families, for the
+// registry the HTTP handler gathers at every scrape.
+type smallCollector struct{ e *Exporter }
+
+func (c smallCollector) Describe(ch chan<- *prometheus.Desc) { c.e.describeSmall(ch) }
+func (c smallCollector) Collect(ch chan<- prometheus.Metric) { c.e.collectSmall(ch) }
 
 func sortedReasons(m map[source.Reason]float64) []source.Reason {
 	out := make([]source.Reason, 0, len(m))
@@ -90,21 +167,22 @@ func sortedReasons(m map[source.Reason]float64) []source.Reason {
 }
 
 // buildMetrics turns a report into its per-certificate and per-finding
-// metrics, once per scan.
-func buildMetrics(r report.Report) ([]prometheus.Metric, map[string]float64) {
-	out := make([]prometheus.Metric, 0, len(r.Certificates)*(2+len(Statuses))+len(r.Findings))
+// metrics. Label pairs are shared between a certificate's series.
+func buildMetrics(r report.Report, node string) []prometheus.Metric {
+	out := make([]prometheus.Metric, 0, len(r.Certificates)*(2+len(Statuses))+len(r.Findings)+len(diagnose.All))
+	nodePair := pair(&lnNode, node)
 	type certKey struct{ source, location string }
-	seen := map[certKey]bool{}
+	seen := make(map[certKey]bool, len(r.Certificates))
 	for _, c := range r.Certificates {
 		k := certKey{c.Source, c.Location}
 		if c.Index != 0 || seen[k] {
 			continue
 		}
 		seen[k] = true
-		// One set of label pairs per certificate, shared by its six series.
+		// Sorted by name: issuer, location, name, node, source, subject.
 		base := []*dto.LabelPair{
-			pair(&lnIssuer, c.Issuer), pair(&lnLocation, c.Location), pair(&lnName, c.Name),
-			pair(&lnSource, c.Source), pair(&lnSubject, c.Subject),
+			pair(&lnIssuer, IssuerDN(c.Issuer)), pair(&lnLocation, c.Location), pair(&lnName, c.Name),
+			nodePair, pair(&lnSource, c.Source), pair(&lnSubject, c.Subject),
 		}
 		out = append(out,
 			&gauge{descNotAfter, base, float64(c.NotAfter.Unix())},
@@ -114,38 +192,59 @@ func buildMetrics(r report.Report) ([]prometheus.Metric, map[string]float64) {
 			if c.Status == string(st) {
 				v = 1
 			}
-			// Sorted by name: issuer, location, name, source, status, subject.
-			lp := []*dto.LabelPair{base[0], base[1], base[2], base[3], statusPairs[i], base[4]}
+			// issuer, location, name, node, source, status, subject.
+			lp := []*dto.LabelPair{base[0], base[1], base[2], base[3], base[4], statusPairs[i], base[5]}
 			out = append(out, &gauge{descStatus, lp, v})
 		}
 	}
-	type findKey struct{ code, sev, loc string }
+	type findKey struct{ code, sev, loc, remedy string }
 	counts := map[findKey]float64{}
 	var order []findKey
-	byCode := map[string]float64{}
 	for _, f := range r.Findings {
-		k := findKey{f.Code, string(f.Severity), f.Location}
+		k := findKey{f.Code, string(f.Severity), f.Location, f.Remedy}
 		if _, ok := counts[k]; !ok {
 			order = append(order, k)
 		}
 		counts[k]++
-		byCode[f.Code]++
 	}
 	for _, k := range order {
-		lp := []*dto.LabelPair{pair(&lnCode, k.code), pair(&lnLocation, k.loc), pair(&lnSeverity, k.sev)}
+		// code, location, node, remedy, severity.
+		lp := []*dto.LabelPair{pair(&lnCode, k.code), pair(&lnLocation, k.loc), nodePair, pair(&lnRemedy, k.remedy), pair(&lnSeverity, k.sev)}
 		out = append(out, &gauge{descFinding, lp, counts[k]})
 	}
-	return out, byCode
+	return append(out, findingsByCode(r.Findings, node)...)
+}
+
+// findingsByCode is one series per code, zero when the code is absent.
+func findingsByCode(fs []report.Finding, node string) []prometheus.Metric {
+	byCode := map[string]float64{}
+	for _, f := range fs {
+		byCode[f.Code]++
+	}
+	out := make([]prometheus.Metric, 0, len(diagnose.All))
+	for _, c := range diagnose.All {
+		out = append(out, prometheus.MustNewConstMetric(descFindings, prometheus.GaugeValue, byCode[c.ID], node, c.ID))
+	}
+	return out
+}
+
+// IssuerDN spells an issuer like the subject label: "CN=<name>" for the
+// bare common name the report carries (K3s CAs have a CN only).
+func IssuerDN(cn string) string {
+	if cn == "" || strings.HasPrefix(cn, "CN=") {
+		return cn
+	}
+	return "CN=" + cn
 }
 
 // Label names, shared by every label pair.
 var (
 	lnIssuer, lnLocation, lnName, lnSource, lnSubject = "issuer", "location", "name", "source", "subject"
-	lnStatus, lnCode, lnSeverity                      = "status", "code", "severity"
+	lnStatus, lnCode, lnSeverity, lnNode, lnRemedy    = "status", "code", "severity", "node", "remedy"
 	statusPairs                                       = func() []*dto.LabelPair {
 		out := make([]*dto.LabelPair, len(Statuses))
 		for i, st := range Statuses {
-			out[i] = pair(&lnStatus, string(st))
+			out[i] = pair(&lnStatus, StatusLabel(st))
 		}
 		return out
 	}()
@@ -160,8 +259,7 @@ func pair(name *string, value string) *dto.LabelPair {
 
 // gauge is a constant gauge whose label pairs (sorted by name, as the
 // registry expects) are shared with the certificate's other series and
-// never modified: 10,000 certificates keep about a third of the memory
-// that prometheus.MustNewConstMetric's per-series copies would.
+// never modified.
 type gauge struct {
 	desc   *prometheus.Desc
 	labels []*dto.LabelPair

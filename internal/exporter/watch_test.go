@@ -72,7 +72,7 @@ func TestRescanOnChange(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(e)
-	srv := httptest.NewServer(e.Handler(reg))
+	srv := httptest.NewServer(e.Handler(nil))
 	defer srv.Close()
 	running(t, e)
 	waitFor(t, "the first scan", func() bool { s, _ := e.LastScan(); return !s.IsZero() })
@@ -152,9 +152,7 @@ func TestHealthzAndReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(e)
-	srv := httptest.NewServer(e.Handler(reg))
+	srv := httptest.NewServer(e.Handler(nil))
 	defer srv.Close()
 
 	if code, _ := get(t, srv.URL+"/healthz"); code != http.StatusServiceUnavailable {
@@ -201,11 +199,9 @@ func TestServeShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(e)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.Serve(ctx, ln, reg, 5*time.Second) }()
+	go func() { done <- e.Serve(ctx, ln, nil, 5*time.Second) }()
 	url := "http://" + ln.Addr().String()
 	waitFor(t, "healthz ok", func() bool {
 		resp, err := http.Get(url + "/healthz")

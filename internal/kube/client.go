@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/k3s"
@@ -19,7 +20,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 )
 
@@ -84,8 +86,11 @@ func NodeOptions(dataDir string, p k3s.Program, ports k3s.Ports, now time.Time, 
 
 // Client is a verified connection to the API of one address.
 type Client struct {
-	Clientset kubernetes.Interface
-	Address   string
+	// REST speaks core/v1 (APIPath /api): Secrets, and raw paths such as
+	// /readyz through AbsPath. It replaces client-go's typed clientset,
+	// which registers every API group at start-up to read one Secret.
+	REST    rest.Interface
+	Address string
 	// VerifiedAt is the time the served chain was verified at: Now, or a
 	// time inside the served certificate's validity when it had expired
 	// (or was not yet valid).
@@ -193,13 +198,58 @@ func connect(ctx context.Context, o Options, addr string, pool *x509.CertPool, a
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 2,
 	}
-	rc := &rest.Config{Host: "https://" + addr, Transport: tr, Timeout: o.timeout(), UserAgent: "k3scert"}
-	cs, err := kubernetes.NewForConfig(rc)
+	rc, err := coreREST(&rest.Config{Host: "https://" + addr, Transport: tr, Timeout: o.timeout(), UserAgent: "k3scert"})
 	if err != nil {
 		return nil, err
 	}
-	c.Clientset, c.tr = cs, tr
+	c.REST, c.tr = rc, tr
 	return c, nil
+}
+
+// coreCodecs knows core/v1 and meta/v1 only (Secret, Status, options), built
+// on first use: nothing is registered at program start.
+var coreCodecs = sync.OnceValue(func() serializer.CodecFactory {
+	s := runtime.NewScheme()
+	if err := corev1.AddToScheme(s); err != nil {
+		panic(err) // static registration; cannot fail
+	}
+	return serializer.NewCodecFactory(s)
+})
+
+// coreREST is a REST client for core/v1 on cfg (a copy is changed).
+func coreREST(cfg *rest.Config) (*rest.RESTClient, error) {
+	c := rest.CopyConfig(cfg)
+	c.APIPath = "/api"
+	c.GroupVersion = &corev1.SchemeGroupVersion
+	c.NegotiatedSerializer = coreCodecs().WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = "k3scert"
+	}
+	return rest.RESTClientFor(c)
+}
+
+// ForConfig is a Client over an already configured connection (a
+// kubeconfig's, or the in-cluster ServiceAccount's rest.Config), for the
+// same Secret and /readyz calls. Its Address is cfg.Host; it verifies
+// nothing beyond what cfg says.
+func ForConfig(cfg *rest.Config) (*Client, error) {
+	rc, err := coreREST(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{REST: rc, Address: cfg.Host}, nil
+}
+
+// Readyz asks /readyz and returns nil when the API says "ok".
+func (c *Client) Readyz(ctx context.Context) error {
+	b, err := c.REST.Get().AbsPath("/readyz").DoRaw(ctx)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(b)) != "ok" {
+		return fmt.Errorf("/readyz: %q", b)
+	}
+	return nil
 }
 
 // probe does one TLS handshake and returns the served leaf.
@@ -263,7 +313,8 @@ func timeInside(cve *tls.CertificateVerificationError, pool *x509.CertPool, host
 
 // GetServingSecret reads the listener secret. A missing secret is nil, nil.
 func (c *Client) GetServingSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
-	s, err := c.Clientset.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+	s := &corev1.Secret{}
+	err := c.REST.Get().Namespace(namespace).Resource("secrets").Name(name).Do(ctx).Into(s)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -276,7 +327,7 @@ func (c *Client) GetServingSecret(ctx context.Context, namespace, name string) (
 // DeleteServingSecret deletes the listener secret; a missing one is not an
 // error.
 func (c *Client) DeleteServingSecret(ctx context.Context, namespace, name string) error {
-	err := c.Clientset.CoreV1().Secrets(namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	err := c.REST.Delete().Namespace(namespace).Resource("secrets").Name(name).Body(&metav1.DeleteOptions{}).Do(ctx).Error()
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete secret %s/%s via %s: %w", namespace, name, c.Address, err)
 	}
@@ -286,13 +337,12 @@ func (c *Client) DeleteServingSecret(ctx context.Context, namespace, name string
 // UpdateServingSecret replaces the listener secret (its ResourceVersion
 // guards against concurrent writers), or creates it when it has none.
 func (c *Client) UpdateServingSecret(ctx context.Context, s *corev1.Secret) (*corev1.Secret, error) {
-	api := c.Clientset.CoreV1().Secrets(s.Namespace)
-	var out *corev1.Secret
+	out := &corev1.Secret{}
 	var err error
 	if s.ResourceVersion == "" {
-		out, err = api.Create(ctx, s, metav1.CreateOptions{})
+		err = c.REST.Post().Namespace(s.Namespace).Resource("secrets").Body(s).Do(ctx).Into(out)
 	} else {
-		out, err = api.Update(ctx, s, metav1.UpdateOptions{})
+		err = c.REST.Put().Namespace(s.Namespace).Resource("secrets").Name(s.Name).Body(s).Do(ctx).Into(out)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("write secret %s/%s via %s: %w", s.Namespace, s.Name, c.Address, err)

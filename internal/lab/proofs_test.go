@@ -257,7 +257,7 @@ func TestExporterAndManifestsAgainstLab(t *testing.T) {
 	}
 	found := false
 	for _, line := range strings.Split(metrics, "\n") {
-		if strings.HasPrefix(line, "k3scert_finding{") && strings.Contains(line, `code="K3C101"`) && strings.Contains(line, `severity="critical"`) {
+		if strings.HasPrefix(line, "k3scert_finding_active{") && strings.Contains(line, `code="K3C101"`) && strings.Contains(line, `severity="critical"`) {
 			found = true
 			t.Logf("metric: %s", line)
 		}

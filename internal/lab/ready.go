@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/kube"
@@ -49,12 +48,8 @@ func (n *Node) readyOnce(ctx context.Context, addr string) (bool, string) {
 		return false, err.Error()
 	}
 	defer c.Close()
-	b, err := c.Clientset.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-	if err != nil {
+	if err := c.Readyz(ctx); err != nil {
 		return false, err.Error()
-	}
-	if strings.TrimSpace(string(b)) != "ok" {
-		return false, fmt.Sprintf("/readyz: %q", b)
 	}
 	return true, ""
 }

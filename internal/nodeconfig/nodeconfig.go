@@ -22,6 +22,7 @@ import (
 	"strings"
 
 	"github.com/k3scert/k3scert/internal/k3s"
+	"github.com/k3scert/k3scert/internal/source"
 	"sigs.k8s.io/yaml"
 )
 
@@ -320,16 +321,7 @@ func dotDFiles(base string) ([]string, error) {
 // maxConfigSize bounds what is read from /etc.
 const maxConfigSize = 1 << 20
 
-func readSmall(p string) ([]byte, error) {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, errors.New("not a regular file")
-	}
-	if fi.Size() > maxConfigSize {
-		return nil, errors.New("file too large")
-	}
-	return os.ReadFile(p)
-}
+// readSmall is source.ReadFile (non-blocking open, regular files only, at
+// most source.MaxFileSize, which equals maxConfigSize): no stat-then-read
+// window in which a file can turn into a FIFO or grow.
+func readSmall(p string) ([]byte, error) { return source.ReadFile(p) }

@@ -20,32 +20,74 @@ import (
 	"time"
 )
 
+// ErrBadPEM is matched (errors.Is) by the error of ParseCerts and ParseKey
+// when a block has PEM armour ("-----BEGIN ...") that does not decode: bad
+// base64, a missing or mismatched END line, a truncated file. encoding/pem
+// skips such a block silently and returns the next one, so the block after
+// a damaged leaf (its CA) would be taken for the leaf.
+var ErrBadPEM = errors.New("bad PEM encoding")
+
+// pemBlock is one PEM block of a file in order; Block is nil when the
+// armour at that position does not decode.
+type pemBlock struct {
+	Block *pem.Block
+}
+
+var pemBegin = []byte("-----BEGIN ")
+
+// pemBlocks returns every block of data in order, damaged ones included.
+// A block starts where encoding/pem would look for one (at the start of
+// data or of a line); each is decoded on its own, up to the next start, so
+// a damaged block is seen where it is instead of being skipped.
+func pemBlocks(data []byte) []pemBlock {
+	var starts []int
+	for i := 0; i < len(data); {
+		j := bytes.Index(data[i:], pemBegin)
+		if j < 0 {
+			break
+		}
+		at := i + j
+		if at == 0 || data[at-1] == '\n' {
+			starts = append(starts, at)
+		}
+		i = at + len(pemBegin)
+	}
+	out := make([]pemBlock, 0, len(starts))
+	for k, at := range starts {
+		end := len(data)
+		if k+1 < len(starts) {
+			end = starts[k+1]
+		}
+		b, _ := pem.Decode(data[at:end])
+		out = append(out, pemBlock{Block: b})
+	}
+	return out
+}
+
 // ParseCerts returns every CERTIFICATE block of data, in order. Other block
 // types (keys appended to an agent response, for example) are skipped. An
 // error is returned when there is no certificate at all or a block does not
-// parse; the certificates parsed so far are returned with it.
+// decode (ErrBadPEM) or parse; the certificates before it are returned with
+// it, never the ones after it (they would take the damaged one's place).
 func ParseCerts(data []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
-	rest := data
-	n := 0
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
+	blocks := pemBlocks(data)
+	for i, pb := range blocks {
+		n := i + 1
+		if pb.Block == nil {
+			return out, fmt.Errorf("PEM block %d of %d: %w (damaged base64 or armour, or a truncated file)", n, len(blocks), ErrBadPEM)
 		}
-		n++
-		if b.Type != "CERTIFICATE" {
+		if pb.Block.Type != "CERTIFICATE" {
 			continue
 		}
-		c, err := x509.ParseCertificate(b.Bytes)
+		c, err := x509.ParseCertificate(pb.Block.Bytes)
 		if err != nil {
 			return out, fmt.Errorf("PEM block %d: %w", n, err)
 		}
 		out = append(out, c)
 	}
 	if len(out) == 0 {
-		if n == 0 {
+		if len(blocks) == 0 {
 			if len(bytes.TrimSpace(data)) == 0 {
 				return nil, errors.New("empty file")
 			}
@@ -63,12 +105,16 @@ func ParseKey(data []byte) (crypto.Signer, int, error) {
 	var first crypto.Signer
 	var firstErr error
 	count := 0
-	rest := data
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
+	for i, pb := range pemBlocks(data) {
+		b := pb.Block
 		if b == nil {
-			break
+			// A damaged block may be the current key: never let the
+			// next one pass for it.
+			count++
+			if first == nil && firstErr == nil {
+				firstErr = fmt.Errorf("PEM block %d: %w (damaged base64 or armour, or a truncated file)", i+1, ErrBadPEM)
+			}
+			continue
 		}
 		var k any
 		var err error

@@ -1,6 +1,9 @@
 package pki_test
 
 import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,10 +57,56 @@ func FuzzParseCerts(f *testing.F) {
 		"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nA!AA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nAAAA\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		certs, err := pki.ParseCerts(data)
 		if err == nil && len(certs) == 0 {
 			t.Fatal("no error and no certificate")
+		}
+		// Oracle: encoding/pem's own walk. Without an error, ParseCerts
+		// returns exactly the certificates the standard library finds;
+		// with one, a prefix of them. Never a certificate from after a
+		// block the standard library skipped.
+		var std []*x509.Certificate
+		stdOK := true
+		for rest := data; ; {
+			var b *pem.Block
+			b, rest = pem.Decode(rest)
+			if b == nil {
+				break
+			}
+			if b.Type != "CERTIFICATE" {
+				continue
+			}
+			c, perr := x509.ParseCertificate(b.Bytes)
+			if perr != nil {
+				stdOK = false
+				break
+			}
+			std = append(std, c)
+		}
+		if err == nil && (!stdOK || len(std) != len(certs)) {
+			t.Fatalf("no error, %d certificates; encoding/pem finds %d (all parse: %v)", len(certs), len(std), stdOK)
+		}
+		if err == nil && bytes.Count(data, []byte("-----BEGIN ")) > 0 {
+			// Every armour at a line start decoded, so pem.Decode saw
+			// as many blocks as there are such starts.
+			n := 0
+			for rest := data; ; n++ {
+				var b *pem.Block
+				if b, rest = pem.Decode(rest); b == nil {
+					break
+				}
+			}
+			if starts := lineStarts(data, "-----BEGIN "); n != starts {
+				t.Fatalf("no error, but %d armour starts and encoding/pem decodes %d blocks", starts, n)
+			}
+		}
+		for i, c := range certs {
+			if i >= len(std) || !c.Equal(std[i]) {
+				t.Fatalf("certificate %d is not encoding/pem's certificate %d", i, i)
+			}
 		}
 		for _, c := range certs {
 			if c == nil {
@@ -113,4 +162,20 @@ func preKey(path string) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o600)
+}
+
+// lineStarts counts occurrences of marker at the start of data or a line.
+func lineStarts(data []byte, marker string) int {
+	n := 0
+	for i := 0; i < len(data); {
+		j := bytes.Index(data[i:], []byte(marker))
+		if j < 0 {
+			break
+		}
+		if at := i + j; at == 0 || data[at-1] == '\n' {
+			n++
+		}
+		i += j + len(marker)
+	}
+	return n
 }

@@ -213,6 +213,7 @@ func wrap(s string, width int, indent string) string {
 }
 
 func forecastText(w io.Writer, f report.Forecast, o Options) error {
+	f = safeCopy(f) // names, subjects and messages come from the node
 	ew := &errWriter{w: w}
 	p := func(format string, a ...any) { fmt.Fprintf(ew, format, a...) }
 	p("k3scert forecast: %s %s at %s, profile %s (renew window %d days)\n", f.Node.Program, f.Node.Role, f.Node.DataDir, f.Node.Profile, f.Node.RenewDays)
@@ -226,6 +227,16 @@ func forecastText(w io.Writer, f report.Forecast, o Options) error {
 	}
 	p("from %s to %s; planned restarts: %s\n\n", when(f.From), when(f.To), restarts)
 
+	if len(f.Unknown) > 0 {
+		// Blind: never an OK about what could not be read.
+		p("%s  could not read what decides the lock-out; a lock-out cannot be ruled out\n", paint("UNKNOWN", o))
+		for _, u := range f.Unknown {
+			p("  - %s\n", wrap(u, 94, "    "))
+		}
+		if f.LockOut == nil {
+			p("  no lock-out found among what could be read between %s and %s\n", when(f.From), when(f.To))
+		}
+	}
 	if f.LockOut != nil {
 		lo := f.LockOut
 		lasts := "lasts past " + when(f.To)
@@ -237,7 +248,7 @@ func forecastText(w io.Writer, f report.Forecast, o Options) error {
 		if len(f.LockOuts) > 1 {
 			p("  then %d more lock-out period(s); see the timeline\n", len(f.LockOuts)-1)
 		}
-	} else {
+	} else if len(f.Unknown) == 0 {
 		p("%s  no lock-out between %s and %s\n", paint("OK", o), when(f.From), when(f.To))
 	}
 

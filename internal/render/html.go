@@ -4,21 +4,58 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/forecast"
+	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/report"
 )
 
-// ReportHTML writes the page of a check report: the forecast for the present
-// (from the report's judgement time to the latest CA expiry, no planned
-// restarts) with the report's findings. It is the same page as
-// `k3scert forecast -o html`.
+// ReportHorizon is how far the page of a check report looks ahead: 13
+// months, so that a lock-out in weeks is visible (the 10-year CAs are
+// summarised instead of stretching the axis).
+const ReportHorizonMonths = 13
+
+// HTMLOptions adjust a page.
+type HTMLOptions struct {
+	// SupervisorPort is the node's supervisor (listener) port when not the
+	// program's default (--supervisor-port); every message names it.
+	SupervisorPort int
+}
+
+// ReportHTML writes the page of a check report: the forecast for the
+// present (from the report's judgement time ReportHorizonMonths ahead, no
+// planned restarts) with the report's findings. The supervisor port is the
+// one the report probed.
 func ReportHTML(w io.Writer, r report.Report) error {
-	f := forecast.ForReport(r)
-	p := newPage(f)
+	o := HTMLOptions{}
+	for _, e := range r.Endpoints {
+		if e.Role == "supervisor" {
+			if _, port, err := net.SplitHostPort(e.Address); err == nil {
+				o.SupervisorPort, _ = strconv.Atoi(port)
+			}
+		}
+	}
+	return ReportHTMLWith(w, r, o)
+}
+
+// ReportHTMLWith is ReportHTML with options.
+func ReportHTMLWith(w io.Writer, r report.Report, o HTMLOptions) error {
+	prof, err := k3s.ProfileByName(r.Node.Profile)
+	if err != nil {
+		prof = k3s.ProfileCurrent
+	}
+	certs := forecast.FromReport(r)
+	to := forecast.DefaultTo(certs, r.At)
+	if h := r.At.AddDate(0, ReportHorizonMonths, 0); h.Before(to) {
+		to = h
+	}
+	f := forecast.Run(forecast.Input{Node: r.Node, Profile: prof, Certs: certs, Now: r.At, From: r.At, To: to, Findings: r.Findings})
+	p := newPage(f, o)
 	p.Title = "k3scert check"
 	p.Status = &r.Summary
 	return pageTmpl.Execute(w, p)
@@ -30,7 +67,12 @@ func ReportHTML(w io.Writer, r report.Report) error {
 // renew windows shaded, planned restarts, lock-outs and today marked, then
 // what to do, the events and the findings.
 func ForecastHTML(w io.Writer, f report.Forecast) error {
-	p := newPage(f)
+	return ForecastHTMLWith(w, f, HTMLOptions{})
+}
+
+// ForecastHTMLWith is ForecastHTML with options.
+func ForecastHTMLWith(w io.Writer, f report.Forecast, o HTMLOptions) error {
+	p := newPage(f, o)
 	p.Title = "k3scert forecast"
 	return pageTmpl.Execute(w, p)
 }
@@ -38,7 +80,7 @@ func ForecastHTML(w io.Writer, f report.Forecast) error {
 // Timeline geometry (SVG user units = CSS pixels).
 const (
 	svgWidth  = 1360
-	labelW    = 330
+	labelW    = 380
 	rightPad  = 20
 	topPad    = 46
 	rowH      = 17
@@ -58,6 +100,8 @@ type page struct {
 	Actions  []report.ForecastAction
 	Events   []htmlEvent
 	Certs    []htmlCert
+	// CASummary says when the CAs expire when that is beyond the view.
+	CASummary string
 }
 
 type htmlEvent struct {
@@ -120,20 +164,37 @@ var rowGroups = []struct {
 	label   string
 	classes []string
 }{
+	// Short enough to end before the chart (labelW).
 	{"served and held by clients (decide the lock-out)", []string{report.ClassListener, report.ClassAdminKubecfg, report.ClassKubeconfigCopy}},
-	{"server/tls leaves (renewed at a restart inside the window)", []string{report.ClassServerLeaf}},
-	{"agent leaves and served copies (renewed at every restart)", []string{report.ClassAgentLeaf, report.ClassFollower}},
+	{"server/tls leaves (a restart in the window renews)", []string{report.ClassServerLeaf}},
+	{"agent leaves, served copies (every restart renews)", []string{report.ClassAgentLeaf, report.ClassFollower}},
 	{"not managed by K3s", []string{report.ClassOther}},
 	{"CAs (never renewed by K3s)", []string{report.ClassCA}},
 }
 
-func newPage(f report.Forecast) page {
-	p := page{F: f, Actions: f.Actions}
+func newPage(f report.Forecast, o HTMLOptions) page {
+	port := portFixer(f, o)
+	f.Assumptions = append([]string(nil), f.Assumptions...)
+	for i := range f.Assumptions {
+		f.Assumptions[i] = port(f.Assumptions[i])
+	}
+	f.Findings = append([]report.Finding(nil), f.Findings...)
+	for i := range f.Findings {
+		f.Findings[i].Message, f.Findings[i].Remedy = port(f.Findings[i].Message), port(f.Findings[i].Remedy)
+	}
+	p := page{F: f}
+	for _, a := range f.Actions {
+		a.Title, a.Remedy = port(a.Title), port(a.Remedy)
+		p.Actions = append(p.Actions, a)
+	}
 	if f.LockOut != nil {
 		lo := f.LockOut
 		p.HeadCls = "bad"
 		p.Headline = fmt.Sprintf("Lock-out %s (%s)", when(lo.At), relDays(lo.At, f))
-		p.Detail = lo.Message
+		p.Detail = port(lo.Message)
+		if lo.At.After(f.Now) {
+			p.Detail = futureTense(p.Detail)
+		}
 	} else {
 		p.HeadCls = "good"
 		p.Headline = "No lock-out between " + when(f.From) + " and " + when(f.To)
@@ -141,8 +202,13 @@ func newPage(f report.Forecast) page {
 	}
 	p.SVG = buildTimeline(f)
 	for _, g := range groupEvents(f) {
-		p.Events = append(p.Events, htmlEvent{At: g.At.UTC().Format("2006-01-02 15:04"), Label: eventLabels[g.Type], Text: g.text(), Action: g.Action, Cls: g.severity()})
+		text := port(g.text())
+		if g.At.After(f.Now) {
+			text = futureTense(text)
+		}
+		p.Events = append(p.Events, htmlEvent{At: g.At.UTC().Format("2006-01-02 15:04"), Label: eventLabels[g.Type], Text: text, Action: g.Action, Cls: g.severity()})
 	}
+	p.CASummary = caSummary(f)
 	for _, c := range f.Certificates {
 		hc := htmlCert{Name: c.Name, Class: c.Class, Renewal: c.Renewal}
 		if len(c.Validities) > 0 {
@@ -262,6 +328,87 @@ func ellipsis(s string, n int) string {
 	return "…" + string(r[len(r)-n+1:])
 }
 
+// portFixer rewrites the program's default supervisor port in messages
+// to the node's own (--supervisor-port, or the port the report probed).
+func portFixer(f report.Forecast, o HTMLOptions) func(string) string {
+	def := k3s.DefaultPorts(k3s.Program(f.Node.Program)).Supervisor
+	if f.Node.Program == "" {
+		def = k3s.DefaultPorts(k3s.K3s).Supervisor
+	}
+	if o.SupervisorPort == 0 || o.SupervisorPort == def {
+		return func(s string) string { return s }
+	}
+	from, to := ":"+strconv.Itoa(def), ":"+strconv.Itoa(o.SupervisorPort)
+	return func(s string) string {
+		var b strings.Builder
+		for {
+			i := strings.Index(s, from)
+			if i < 0 {
+				break
+			}
+			end := i + len(from)
+			b.WriteString(s[:i])
+			if end < len(s) && s[end] >= '0' && s[end] <= '9' {
+				b.WriteString(from) // another number (:64430)
+			} else {
+				b.WriteString(to)
+			}
+			s = s[end:]
+		}
+		b.WriteString(s)
+		return b.String()
+	}
+}
+
+// futureTense turns the present-tense wording of the forecast's messages
+// into the future for events that have not happened yet.
+func futureTense(s string) string {
+	r := strings.NewReplacer(
+		" expired;", " will have expired;",
+		" expired,", " will have expired,",
+		" fails with", " will fail with",
+		" fail with", " will fail with",
+		"a restart does not help", "a restart will not help",
+	)
+	return r.Replace(s)
+}
+
+// caSummary names the CA expiries that lie beyond the view, earliest first.
+func caSummary(f report.Forecast) string {
+	type ca struct {
+		name string
+		at   time.Time
+	}
+	var beyond []ca
+	for _, c := range f.Certificates {
+		if c.Class != report.ClassCA || len(c.Validities) == 0 {
+			continue
+		}
+		if at := c.Validities[len(c.Validities)-1].NotAfter; at.After(f.To) {
+			beyond = append(beyond, ca{shortName(c.Name), at})
+		}
+	}
+	if len(beyond) == 0 {
+		return ""
+	}
+	sort.Slice(beyond, func(i, j int) bool {
+		if !beyond[i].at.Equal(beyond[j].at) {
+			return beyond[i].at.Before(beyond[j].at)
+		}
+		return beyond[i].name < beyond[j].name
+	})
+	first := beyond[0].at
+	var same []string
+	for _, c := range beyond {
+		if c.at.Sub(first) < 24*time.Hour {
+			same = append(same, c.name)
+		}
+	}
+	s := fmt.Sprintf("CAs: %d of them expire after this view; the first on %s (%s, in %s). K3s never renews CAs: plan k3s certificate rotate-ca before then.",
+		len(beyond), first.UTC().Format("2006-01-02"), strings.Join(same, ", "), strings.TrimPrefix(relDays(first, f), "in "))
+	return s
+}
+
 // ticks chooses yearly, quarterly or monthly ticks for the span.
 func ticks(from, to time.Time, x func(time.Time) float64) []tick {
 	months := 1
@@ -283,9 +430,15 @@ func ticks(from, to time.Time, x func(time.Time) float64) []tick {
 		if t.Before(from) {
 			continue
 		}
-		label := t.Format("2006-01")
-		if months == 12 {
+		// Monthly: "Jan 2027" on January and on the first tick, else "Feb".
+		label := t.Format("Jan")
+		switch {
+		case months == 12:
 			label = t.Format("2006")
+		case months == 3:
+			label = t.Format("Jan 2006")
+		case len(out) == 0 || t.Month() == time.January:
+			label = t.Format("Jan 2006")
 		}
 		out = append(out, tick{X: x(t), Label: label})
 	}

@@ -22,7 +22,7 @@ svg.timeline{display:block;font:11px system-ui,"DejaVu Sans",sans-serif;backgrou
 svg .grid{stroke:#eceff2;stroke-width:1}
 svg .axis{stroke:#8a949e;stroke-width:1}
 svg .tick{fill:var(--mute);text-anchor:middle}
-svg .group{fill:var(--ink);font-weight:700;font-size:12px}
+svg .group{fill:var(--ink);font-weight:700;font-size:11px}
 svg .label{fill:var(--ink)}
 svg .label.client{font-weight:700}
 svg .seg.valid{fill:var(--ok)}
@@ -74,6 +74,7 @@ from {{when .F.From}} to {{when .F.To}}; {{if .F.Restarts}}planned restarts:{{ra
 {{end}}{{with .Today}}<line class="today" x1="{{f1 .X}}" y1="6" x2="{{f1 .X}}" y2="{{$.SVG.AxisY}}"></line><text class="today-label" x="{{f1 .X}}" y="14" dx="3">{{.Label}}</text>
 {{end}}</svg>{{end}}
 <div class="legend"><span><i style="background:#2e7d4f"></i>valid</span><span><i style="background:#4a6fa5"></i>valid (CA)</span><span><i style="background:#e0a030"></i>renew window</span><span><i style="background:repeating-linear-gradient(45deg,#c0392b 0 3px,#f5c6bf 3px 6px)"></i>expired</span><span><i style="background:#3a56d4;height:3px"></i>planned restart</span><span><i style="background:#111;height:3px"></i>renewal / today</span><span><i style="background:rgba(192,57,43,.2);border:1px solid #c0392b"></i>lock-out</span></div>
+{{with .CASummary}}<p class="mute" id="ca-summary">{{.}}</p>{{end}}
 
 <h2>What to do</h2>
 <ol class="actions">{{range .Actions}}{{if .Required}}<li><b>{{.Title}}</b>{{with .Deadline}} <span class="deadline">by {{when .}}</span>{{end}}<br>{{.Remedy}}<br><span class="mute">certificates: {{range $i, $c := .Certificates}}{{if $i}}, {{end}}{{name $.F $c}}{{end}}</span></li>

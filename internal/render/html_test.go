@@ -189,6 +189,48 @@ func TestReportHTML(t *testing.T) {
 	if n := len(elems(doc, "finding")); n != len(r.Findings) || n == 0 {
 		t.Errorf("%d finding rows, want %d", n, len(r.Findings))
 	}
+	// Issue 12 item 6: 13 months ahead, not to the CAs' expiry; the CAs
+	// summarised; the lock-out in 23 days told in the future tense.
+	page := b.String()
+	end := r.At.AddDate(0, render.ReportHorizonMonths, 0).UTC().Format("2006-01-02 15:04 MST")
+	for _, want := range []string{
+		"to " + end,
+		`id="ca-summary">CAs: 8 of them expire after this view; the first on `,
+		"will have expired; every client of :6443 (kubectl, agents, k3s itself) will fail with",
+		"so a restart will not help",
+		">Jan 2022</text>", // readable monthly ticks
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the check page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "in in ") || strings.Contains(page, ">2021-08</text>") {
+		t.Error("odd wording or numeric ticks on the check page")
+	}
+}
+
+// TestHTMLSupervisorPort: a node on another supervisor port (a lab node,
+// --supervisor-port) is named by its port in every message of the page.
+func TestHTMLSupervisorPort(t *testing.T) {
+	_, f := scenario2(t, k3s.ProfileV118)
+	var b bytes.Buffer
+	if err := render.ForecastHTMLWith(&b, f, render.HTMLOptions{SupervisorPort: 16443}); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	if strings.Contains(page, ":6443") || !strings.Contains(page, "every client of :16443") || !strings.Contains(page, "renew the :16443 listener certificate") {
+		t.Errorf("the page does not name port 16443 everywhere: %d × :6443, %d × :16443", strings.Count(page, ":6443"), strings.Count(page, ":16443"))
+	}
+	// The report page takes the port it probed.
+	r, _ := scenario2(t, k3s.ProfileV118)
+	r.Endpoints = append(r.Endpoints, report.Endpoint{Address: "127.0.0.1:16443", Role: "supervisor"})
+	b.Reset()
+	if err := render.ReportHTML(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), ":6443") || !strings.Contains(b.String(), ":16443") {
+		t.Error("the check page does not use the probed supervisor port")
+	}
 }
 
 func TestForecastText(t *testing.T) {

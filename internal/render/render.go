@@ -60,6 +60,9 @@ func Report(w io.Writer, r report.Report, format string, o Options) error {
 const ExpiresLayout = "Jan 02, 2006 15:04 MST"
 
 func reportTable(w io.Writer, r report.Report, wide bool, o Options) error {
+	// Subjects, file names, endpoint errors and messages come from the node
+	// and the wire: escape them all before they reach a terminal.
+	r = safeCopy(r)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	hdr := "SOURCE\tFILENAME\tSUBJECT\tUSAGES\tEXPIRES\tRESIDUAL TIME\tSTATUS"
 	if wide {
@@ -106,6 +109,7 @@ func reportTable(w io.Writer, r report.Report, wide bool, o Options) error {
 
 // Findings prints findings, most severe first, each with its remedy.
 func Findings(w io.Writer, fs []report.Finding, o Options) {
+	fs = safeCopy(fs)
 	if len(fs) == 0 {
 		fmt.Fprintln(w, "FINDINGS: none")
 		return
@@ -163,7 +167,7 @@ func paint(s string, o Options) string {
 		return "\x1b[32m" + s + "\x1b[0m"
 	case "WARNING":
 		return "\x1b[33m" + s + "\x1b[0m"
-	case "EXPIRED", "NOT YET VALID", "CRITICAL":
+	case "EXPIRED", "NOT YET VALID", "CRITICAL", "UNKNOWN":
 		return "\x1b[31m" + s + "\x1b[0m"
 	}
 	return s

@@ -29,6 +29,11 @@ type Forecast struct {
 	LockOuts []LockOut `json:"lockOuts"`
 	// Findings are the present findings (the diagnosis at From), if any.
 	Findings []Finding `json:"findings"`
+	// Unknown lists what decides the lock-out but could not be read (the
+	// listener certificate, the serving secret, a kubeconfig). When it is
+	// not empty the forecast cannot rule a lock-out out: no "OK" is
+	// printed and forecast exits 3 (UNKNOWN).
+	Unknown []string `json:"unknown,omitempty"`
 }
 
 // Certificate classes: what renews a certificate. Values are API.

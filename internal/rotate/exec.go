@@ -78,6 +78,14 @@ type Executor struct {
 	// rollback in the same run need not touch an unwritten secret).
 	secretWritten bool
 	secretKnown   bool // this process ran every step that could write it
+	onlineKept    int  // copies of the secret kept before the listener-online step
+}
+
+// keptSecrets counts the copies of the secret listener-online keeps
+// before it writes through the API.
+func (e *Executor) keptSecrets() int {
+	m, _ := filepath.Glob(filepath.Join(e.Plan.BackupDir, "listener-secret-*.json"))
+	return len(m)
 }
 
 // trackedStore notes a successful write of the secret.
@@ -322,7 +330,10 @@ func (e *Executor) run(ctx context.Context, j *journal, from int, backup string)
 			err = j.write(rec)
 		}
 		if err != nil {
-			err = e.explain(err)
+			if errors.Is(err, datastore.ErrConflict) || s.Name == StepListener || s.Name == StepBackup {
+				// Write failures that do not name their cause.
+				err = e.explain(err)
+			}
 			e.emit(Event{Step: s, State: "failed", Err: err, Duration: e.now().Sub(start)})
 			j.write(record{T: "failed", Step: i, Name: s.Name, At: e.now(), Error: err.Error()})
 			return e.fail(ctx, j, s, err, backup)
@@ -346,6 +357,14 @@ func (e *Executor) fail(ctx context.Context, j *journal, s Step, err error, back
 	re := &RunError{Step: s.Name, Err: err, Backup: backup, Journal: e.Plan.Journal}
 	stop := indexOf(e.Plan, StepStop)
 	switch {
+	case s.Name == StepListenerOnline && e.keptSecrets() > e.onlineKept:
+		// K3s still runs; the step got as far as keeping the secret, so
+		// it may have been renewed through the API (still valid: same CA,
+		// names and key).
+		j.write(record{T: "aborted", At: e.now()})
+		re.Outcome = Outcome{Certs: CertsOld, Running: true,
+			Problems: []string{"the serving secret may have been renewed through the API (valid, same CA, names and key); the secret as it was is kept in " + e.Plan.BackupDir}}
+		return re
 	case s.Index < stop:
 		j.write(record{T: "aborted", At: e.now()})
 		re.Outcome = Outcome{Certs: CertsOld, Running: true, Identical: true}
@@ -441,6 +460,7 @@ func (e *Executor) step(ctx context.Context, s Step, backup *string) (string, er
 		}
 		return d, err
 	case StepListenerOnline:
+		e.onlineKept = e.keptSecrets()
 		return e.listenerOnline(ctx)
 	case StepStart:
 		return "started " + e.Service.Name(), e.start(ctx)

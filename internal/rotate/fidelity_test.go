@@ -557,7 +557,10 @@ func TestEmbeddedEtcdListenerPerRow(t *testing.T) {
 				t.Fatal(err)
 			}
 			clock := func() time.Time { return install.Add(time.Minute) }
-			in, err := rotate.GatherNode(context.Background(), rotate.GatherOptions{Check: n.checkOptions(row, clock()), Method: rotate.MethodRenew,
+			o := n.checkOptions(row, clock())
+			// The secret as the API would give it (no etcd runs here).
+			o.Secret = func(context.Context) (*corev1.Secret, string, error) { return readJSON(t, n.dataDir), "api", nil }
+			in, err := rotate.GatherNode(context.Background(), rotate.GatherOptions{Check: o, Method: rotate.MethodRenew,
 				Service: "fake k3s", Datastore: rotate.DescribeDatastore(n.dataDir), Root: n.root})
 			if err != nil {
 				t.Fatal(err)

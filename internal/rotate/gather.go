@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/k3scert/k3scert/internal/check"
 	"github.com/k3scert/k3scert/internal/datastore"
@@ -14,6 +15,7 @@ import (
 	"github.com/k3scert/k3scert/internal/nodeconfig"
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
+	"github.com/k3scert/k3scert/internal/source"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -50,6 +52,9 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 	if err != nil {
 		return Input{}, err
 	}
+	if g.Root == "" {
+		g.Root = o.ConfigRoot
+	}
 	kc, err := AdminKubeconfig(o, n, g.Root)
 	if err != nil {
 		return Input{}, err
@@ -79,30 +84,48 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 			continue
 		}
 		p := filepath.Join(n.DataDir, filepath.FromSlash(s.Cert))
-		if _, err := os.Stat(p); err == nil {
-			in.Present[s.Cert] = true
-			paths = append(paths, p)
-			if selfManaged(n.DataDir, s, byID) {
-				in.SelfSigned[s.Cert] = true
-			}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		in.Present[s.Cert] = true
+		if !fi.Mode().IsRegular() {
+			// Never opened here (a FIFO would block); the preflight
+			// refuses what the backup cannot represent.
+			continue
+		}
+		paths = append(paths, p)
+		if selfManaged(n.DataDir, s, byID) {
+			in.SelfSigned[s.Cert] = true
 		}
 	}
 	in.Leftovers = presentLeftovers(n.DataDir, n.Program, n.Profile)
 	ljson := filepath.Join(n.DataDir, filepath.FromSlash(k3s.ListenerSpec(n.Program).JSONPath))
-	paths = append(paths, ljson)
+	if fi, err := os.Lstat(ljson); err == nil && fi.Mode().IsRegular() {
+		paths = append(paths, ljson)
+	}
 	for _, p := range paths {
 		if fs, err := Fingerprint(p); err == nil {
 			in.Inputs = append(in.Inputs, fs)
 		}
 	}
-	if b, err := os.ReadFile(ljson); err == nil && len(b) > 0 {
+	if b, err := source.ReadFile(ljson); err == nil && len(b) > 0 {
 		var s corev1.Secret
 		if json.Unmarshal(b, &s) == nil && IsStaticListener(&s) {
 			in.StaticListener = true
 		}
 	}
-	if o.Secret != nil && n.Role == k3s.RoleServer {
+	switch {
+	case n.Role != k3s.RoleServer:
+	case o.Secret != nil:
 		if s, _, err := o.Secret(ctx); err == nil && IsStaticListener(s) {
+			in.StaticListener = true
+		}
+	case exists(filepath.Join(n.DataDir, "server", "db", "etcd")):
+		// Embedded etcd runs with K3s now: read the secret's static
+		// annotation there (the executor cannot, once K3s is stopped).
+		// SQLite is checked by the executor itself, offline.
+		if s, err := readSecretOnce(ctx, n); err == nil && IsStaticListener(s) {
 			in.StaticListener = true
 		}
 	}
@@ -117,6 +140,9 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 func AdminKubeconfig(o check.Options, n check.Node, root string) (string, error) {
 	if o.AdminKubeconfig != "" {
 		return o.AdminKubeconfig, nil
+	}
+	if root == n.ConfigRoot && (n.Config.WriteKubeconfig == "" || filepath.IsAbs(n.Config.WriteKubeconfig)) {
+		return n.AdminKubeconfig(), nil // check read the same configuration
 	}
 	at := func(p string) string {
 		if root == "" {
@@ -136,6 +162,16 @@ func AdminKubeconfig(o check.Options, n check.Node, root string) (string, error)
 		return at(filepath.Clean(p)), nil
 	}
 	return at(k3s.DefaultKubeconfig(n.Program)), nil
+}
+
+// readSecretOnce reads the listener secret from the node's datastore.
+func readSecretOnce(ctx context.Context, n check.Node) (*corev1.Secret, error) {
+	st, err := DatastoreSecrets(datastore.NodeOptions{DataDir: n.DataDir, Program: n.Program, Timeout: 3 * time.Second})(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return st.Get(ctx)
 }
 
 // DefaultUnit is the service unit of a node: k3s, k3s-agent, rke2-server
@@ -168,11 +204,11 @@ func selfManaged(dataDir string, s k3s.Spec, byID map[string]k3s.Spec) bool {
 	if !ok {
 		return false
 	}
-	lb, err := os.ReadFile(filepath.Join(dataDir, filepath.FromSlash(s.Cert)))
+	lb, err := source.ReadFile(filepath.Join(dataDir, filepath.FromSlash(s.Cert)))
 	if err != nil {
 		return false
 	}
-	cb, err := os.ReadFile(filepath.Join(dataDir, filepath.FromSlash(ca.Cert)))
+	cb, err := source.ReadFile(filepath.Join(dataDir, filepath.FromSlash(ca.Cert)))
 	if err != nil {
 		return false
 	}

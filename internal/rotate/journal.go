@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/k3scert/k3scert/internal/source"
 )
 
 // record is one journal line. The first line carries the plan.
@@ -191,20 +193,18 @@ func ReadJournal(path string) (JournalState, error) {
 
 // Fingerprint hashes a file for a plan's inputs.
 func Fingerprint(path string) (FileState, error) {
-	f, err := os.Open(path)
+	// Bounded and non-blocking: a FIFO or a huge file in place of a
+	// certificate must not hang or exhaust the plan (source.ReadFile).
+	b, err := source.ReadFile(path)
 	if err != nil {
 		return FileState{}, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	fi, err := os.Stat(path)
 	if err != nil {
 		return FileState{}, err
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return FileState{}, err
-	}
-	return FileState{Path: path, SHA256: hex.EncodeToString(h.Sum(nil)), Size: fi.Size(), ModTime: fi.ModTime().UTC()}, nil
+	h := sha256.Sum256(b)
+	return FileState{Path: path, SHA256: hex.EncodeToString(h[:]), Size: int64(len(b)), ModTime: fi.ModTime().UTC()}, nil
 }
 
 // CheckInputs refuses a stale plan: a file it was built from changed.

@@ -26,8 +26,10 @@ import (
 
 // TestMain lets this test binary act as a second k3scert: with
 // K3SCERT_ROTATE_HELPER set it runs one rotation of the plan in that file
-// and exits. It also serves as the lab's supervisor process when the lab
-// re-executes it (online_lab_test.go).
+// and exits.
+//
+// It also runs the lab's supervisor when the lab re-executes this binary
+// (online_lab_test.go).
 func TestMain(m *testing.M) {
 	lab.MaybeRunSupervisor()
 	if plan := os.Getenv("K3SCERT_ROTATE_HELPER"); plan != "" {

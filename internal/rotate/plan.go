@@ -367,6 +367,14 @@ func (p Plan) Covers(f report.Finding, program k3s.Program, supervisor string) b
 	if listener {
 		return p.Listener != ListenerStatic
 	}
+	// K3s rewrites the admin kubeconfig with the renewed client-admin on
+	// every server start; server/cred kubeconfigs name renewed files by path.
+	if p.Kubeconfig != "" && (loc == p.Kubeconfig || strings.HasPrefix(loc, p.Kubeconfig+" ")) {
+		return p.Node.Role != string(k3s.RoleAgent)
+	}
+	if strings.HasPrefix(loc, filepath.Join(p.Node.DataDir, "server", "cred")+string(filepath.Separator)) {
+		return true
+	}
 	if filepath.IsAbs(loc) {
 		// A file: only the agent's table files, which every start fetches.
 		for _, s := range k3s.Specs(program, k3s.ProfileCurrent) {
@@ -423,10 +431,15 @@ func agentPlan(in Input) (Plan, error) {
 	p := Plan{APIVersion: report.APIVersion, Kind: "Plan", CreatedAt: in.Now.UTC(), Node: in.Node, Method: "restart-agent",
 		Service: in.Service, ValidDays: in.ValidDays, VerifyDays: in.VerifyDays,
 		BackupDir: abs("agent/" + BackupDirName), BackupRoots: []string{"agent"}, Journal: abs("agent/" + JournalName), Inputs: in.Inputs}
+	// Only the agent's own table files (and its endpoints): never
+	// containerd's image snapshots, registry certificates or backups.
+	supervisor := net.JoinHostPort("127.0.0.1", strconv.Itoa(k3s.DefaultPorts(in.Program).Supervisor))
 	for _, f := range in.Findings {
 		switch f.Code {
 		case "K3C001", "K3C002", "K3C301", "K3C302":
-			p.Addresses = append(p.Addresses, f.Code+" "+f.Location)
+			if p.Covers(f, in.Program, supervisor) {
+				p.Addresses = append(p.Addresses, f.Code+" "+f.Location)
+			}
 		}
 	}
 	sort.Strings(p.Addresses)

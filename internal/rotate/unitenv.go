@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/k3scert/k3scert/internal/nodeconfig"
+	"github.com/k3scert/k3scert/internal/source"
 )
 
 // ExpirationDaysEnv is the variable dynamiclistener's NewSignedCert reads
@@ -72,7 +73,7 @@ func ReadUnitEnv(root, unit, program string) (UnitEnv, error) {
 		}
 	}
 	for _, uf := range unitFiles {
-		b, err := os.ReadFile(at(uf))
+		b, err := source.ReadFile(at(uf))
 		if err != nil {
 			return env, fmt.Errorf("unit file %s: %w", at(uf), err)
 		}
@@ -91,7 +92,7 @@ func ReadUnitEnv(root, unit, program string) (UnitEnv, error) {
 		addFile(p)
 	}
 	for _, p := range envFiles {
-		b, err := os.ReadFile(at(p))
+		b, err := source.ReadFile(at(p))
 		if err != nil {
 			if os.IsNotExist(err) {
 				continue

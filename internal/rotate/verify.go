@@ -12,9 +12,9 @@ import (
 
 	"github.com/k3scert/k3scert/internal/check"
 	"github.com/k3scert/k3scert/internal/k3s"
+	"github.com/k3scert/k3scert/internal/kube"
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -153,16 +153,9 @@ func apiReady(ctx context.Context, kubeconfig string) error {
 		return err
 	}
 	cfg.Timeout = 10 * time.Second
-	cs, err := kubernetes.NewForConfig(cfg)
+	c, err := kube.ForConfig(cfg)
 	if err != nil {
 		return err
 	}
-	b, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(string(b)) != "ok" {
-		return fmt.Errorf("/readyz: %q", b)
-	}
-	return nil
+	return c.Readyz(ctx)
 }

@@ -143,11 +143,7 @@ func (f Files) readCert(inv *Inventory, p string) *Cert {
 	}
 	certs, err := pki.ParseCerts(b)
 	if err != nil {
-		reason := ReasonBadPEM
-		if len(certs) > 0 || strings.Contains(err.Error(), "x509") {
-			reason = ReasonBadCert
-		}
-		inv.AddProblem(Problem{Source: File, Location: p, Reason: reason, Detail: err.Error()})
+		inv.AddProblem(Problem{Source: File, Location: p, Reason: certReason(err, len(certs)), Detail: err.Error()})
 		if len(certs) == 0 {
 			return nil
 		}
@@ -168,7 +164,7 @@ func (f Files) readCert(inv *Inventory, p string) *Cert {
 }
 
 func (f Files) readKey(inv *Inventory, p string, certs map[string]*Cert) {
-	b, err := readLimited(p)
+	b, fi, err := ReadFileInfo(p)
 	if err != nil {
 		inv.AddProblem(Problem{Source: File, Location: p, Reason: classifyReadError(err), Detail: err.Error()})
 		return
@@ -176,13 +172,28 @@ func (f Files) readKey(inv *Inventory, p string, certs map[string]*Cert) {
 	key, n, err := pki.ParseKey(b)
 	if err != nil {
 		inv.AddProblem(Problem{Source: File, Location: p, Reason: ReasonBadKey, Detail: err.Error()})
+		// The mode still matters: whatever the file holds is secret.
+		inv.AddKey(KeyCheck{Source: File, Location: p, Mode: fi.Mode().Perm(), Algorithm: "unreadable"})
 		return
 	}
-	kc := KeyCheck{Source: File, Location: p, Algorithm: pki.PublicKeyAlgorithm(key), Count: n}
+	kc := KeyCheck{Source: File, Location: p, Algorithm: pki.PublicKeyAlgorithm(key), Count: n, Mode: fi.Mode().Perm()}
 	crt := strings.TrimSuffix(p, ".key") + ".crt"
 	if c, ok := certs[crt]; ok {
 		kc.CertLocation = crt
 		kc.Matches = pki.KeyMatches(c.Cert, key)
 	}
 	inv.AddKey(kc)
+}
+
+// certReason classifies a pki.ParseCerts error: damaged armour or no PEM at
+// all is bad_pem, a block that decodes but does not parse is
+// bad_certificate.
+func certReason(err error, parsed int) Reason {
+	if errors.Is(err, pki.ErrBadPEM) {
+		return ReasonBadPEM
+	}
+	if parsed > 0 || strings.Contains(err.Error(), "x509") {
+		return ReasonBadCert
+	}
+	return ReasonBadPEM
 }

@@ -14,7 +14,7 @@ import (
 // KubeconfigFile is one kubeconfig to read.
 type KubeconfigFile struct {
 	Path string
-	Copy bool // a copy the user keeps elsewhere (--kubeconfig), not written by K3s
+	Copy bool // a copy the user keeps elsewhere (--compare-kubeconfig), not written by K3s
 	// Optional: a missing optional file is not a problem (k3s.yaml on an agent).
 	Optional bool
 }
@@ -99,7 +99,7 @@ func ReadKubeconfig(inv *Inventory, f KubeconfigFile, b []byte) {
 			if len(cl.CertificateAuthorityData) > 0 {
 				cas, err := pki.ParseCerts(cl.CertificateAuthorityData)
 				if err != nil {
-					inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: ReasonBadCert, Detail: "certificate-authority-data: " + err.Error()})
+					inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: certReason(err, len(cas)), Detail: "certificate-authority-data: " + err.Error()})
 				}
 				for i, c := range cas {
 					ref.ServerCAs = append(ref.ServerCAs, pki.Fingerprint(c))
@@ -111,7 +111,7 @@ func ReadKubeconfig(inv *Inventory, f KubeconfigFile, b []byte) {
 			ref.Embedded = true
 			certs, err := pki.ParseCerts(ai.ClientCertificateData)
 			if err != nil {
-				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: ReasonBadCert, Detail: "client-certificate-data: " + err.Error()})
+				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: certReason(err, len(certs)), Detail: "client-certificate-data: " + err.Error()})
 			}
 			for i, c := range certs {
 				if i == 0 {
@@ -133,8 +133,16 @@ func ReadKubeconfig(inv *Inventory, f KubeconfigFile, b []byte) {
 			if p == "" {
 				continue
 			}
-			if _, err := os.Stat(p); err != nil {
+			// A stat never blocks; kubectl and K3s will read the file, so
+			// one that is not a regular file is a problem here too.
+			fi, err := os.Stat(p)
+			switch {
+			case err != nil:
 				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: classifyReadError(err), Detail: "references " + p + ": " + err.Error()})
+			case !fi.Mode().IsRegular():
+				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: ReasonNotRegular, Detail: "references " + p + ": " + ErrNotRegular.Error() + " (" + modeKind(fi.Mode()) + ")"})
+			case fi.Size() > MaxFileSize:
+				inv.AddProblem(Problem{Source: Kubeconfig, Location: loc, Reason: ReasonTooLarge, Detail: fmt.Sprintf("references %s: %v: %d bytes", p, ErrTooLarge, fi.Size())})
 			}
 		}
 		inv.AddKubeconfig(ref)

@@ -51,7 +51,7 @@ func AddListenerSecret(inv *Inventory, kind Kind, loc, via string, s *corev1.Sec
 	}
 	certs, err := pki.ParseCerts(crt)
 	if err != nil {
-		inv.AddProblem(Problem{Source: kind, Location: loc, Reason: ReasonBadCert, Detail: "tls.crt: " + err.Error()})
+		inv.AddProblem(Problem{Source: kind, Location: loc, Reason: certReason(err, len(certs)), Detail: "tls.crt: " + err.Error()})
 		if len(certs) == 0 {
 			return
 		}

@@ -33,6 +33,10 @@ var AllReasons = []Reason{ReasonNotFound, ReasonPermission, ReasonTooLarge, Reas
 	ReasonNotRegular, ReasonReadError, ReasonBadPEM, ReasonBadCert, ReasonBadKey, ReasonBadJSON,
 	ReasonBadYAML, ReasonUnreachable, ReasonTLS, ReasonSecret}
 
+// ReasonFor is the reason of a ReadFile (or os) error, for readers outside
+// this package (config.yaml in internal/check).
+func ReasonFor(err error) Reason { return classifyReadError(err) }
+
 // classifyReadError maps a read error to a reason with errors.Is.
 func classifyReadError(err error) Reason {
 	switch {
@@ -44,9 +48,8 @@ func classifyReadError(err error) Reason {
 		return ReasonTooLarge
 	case errors.Is(err, syscall.ELOOP):
 		return ReasonSymlinkLoop
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "not a regular file" {
+	case errors.Is(err, ErrNotRegular), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENXIO):
+		// ENXIO: open(2) of a UNIX socket, or of a FIFO for writing.
 		return ReasonNotRegular
 	}
 	return ReasonReadError

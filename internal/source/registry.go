@@ -52,7 +52,7 @@ func (r RegistryCerts) Read(ctx context.Context, inv *Inventory) {
 		}
 		certs, err := pki.ParseCerts(b)
 		if err != nil {
-			inv.AddProblem(Problem{Source: Registry, Location: p, Reason: ReasonBadPEM, Detail: err.Error()})
+			inv.AddProblem(Problem{Source: Registry, Location: p, Reason: certReason(err, len(certs)), Detail: err.Error()})
 		}
 		out := make([]Cert, len(certs))
 		for i, c := range certs {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -49,6 +50,8 @@ type KeyCheck struct {
 	Matches      bool
 	Algorithm    string // e.g. "ECDSA P-256"
 	Count        int    // number of keys in the file (service.key may hold several)
+	// Mode is the key file's permission bits, for Source File (0 otherwise).
+	Mode fs.FileMode
 }
 
 // KubeconfigRef is a kubeconfig's view of its credentials.
@@ -59,7 +62,7 @@ type KubeconfigRef struct {
 	CertFile  string // referenced client certificate file, if any
 	KeyFile   string
 	CAFile    string
-	Copy      bool // a user-supplied copy (--kubeconfig), not a file K3s writes
+	Copy      bool // a user-supplied copy (--compare-kubeconfig), not a file K3s writes
 	ClientFP  string
 	ServerCAs []string // fingerprints of the embedded or referenced CA data
 }
@@ -187,39 +190,78 @@ func ReadAll(ctx context.Context, sources ...Source) *Inventory {
 // are a few KiB; anything larger is not one.
 const MaxFileSize = 1 << 20
 
-// errTooLarge is returned by readLimited for oversized files.
+// errTooLarge is wrapped by ReadFile's error for oversized files.
 var errTooLarge = errors.New("file too large")
 
-// ReadFile reads a small regular file the way every reader here does:
-// non-blocking open (a FIFO never hangs the scan), regular files only, at
-// most MaxFileSize bytes. For other packages reading outside input.
-func ReadFile(path string) ([]byte, error) { return readLimited(path) }
+// ErrTooLarge is what errors.Is matches for a file over MaxFileSize.
+var ErrTooLarge = errTooLarge
 
-// readLimited reads a regular file of at most MaxFileSize bytes. The file
-// is opened non-blocking: opening a FIFO for reading would otherwise wait
-// for a writer forever; non-regular files are refused after the open.
-func readLimited(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+// ErrNotRegular is what errors.Is matches for a FIFO, socket, device or
+// directory where a file was expected.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ReadFile is THE way k3scert reads a file named by the node or by a flag:
+// a non-blocking open (a FIFO never hangs the scan), regular files only, at
+// most MaxFileSize bytes, whatever the file claims its size is. Every
+// reader of outside input calls it (or ReadFileInfo); errors are
+// *fs.PathError wrapping fs.ErrNotExist, fs.ErrPermission, ErrNotRegular or
+// ErrTooLarge, so classifyReadError and errors.Is see them.
+func ReadFile(path string) ([]byte, error) {
+	b, _, err := ReadFileInfo(path)
+	return b, err
+}
+
+// ReadFileInfo is ReadFile that also returns what fstat said about the
+// file it read (its mode, for the key permission check): the same open
+// file, so no rename between a stat and the read can make them disagree.
+func ReadFileInfo(path string) ([]byte, fs.FileInfo, error) {
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+	// writer forever. O_NOCTTY: a terminal device named by a flag never
+	// becomes our controlling terminal. Non-regular files are refused
+	// right after the open, before any read.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: errors.New("not a regular file")}
+		return nil, fi, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, modeKind(fi.Mode()))}
 	}
 	if fi.Size() > MaxFileSize {
-		return nil, errTooLarge
+		return nil, fi, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: %d bytes, over the %d-byte limit (K3s certificate files are a few KiB)", errTooLarge, fi.Size(), MaxFileSize)}
 	}
+	// The size can change between fstat and read (a file still being
+	// written): never read more than the limit plus one byte.
 	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return nil, err
+		return nil, fi, err
 	}
 	if len(b) > MaxFileSize {
-		return nil, errTooLarge
+		return nil, fi, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: grew past the %d-byte limit while read", errTooLarge, MaxFileSize)}
 	}
-	return b, nil
+	return b, fi, nil
 }
+
+// modeKind names a non-regular file type for messages.
+func modeKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "type " + m.Type().String()
+}
+
+// readLimited is ReadFile (kept for the readers of this package).
+func readLimited(path string) ([]byte, error) { return ReadFile(path) }

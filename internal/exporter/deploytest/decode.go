@@ -15,6 +15,9 @@ import (
 // prometheus-operator object.
 type Object struct {
 	Kind, Namespace, ObjName string
+	APIVersion               string
+	// Raw is the object's YAML document.
+	Raw []byte
 	// Typed is the object (*appsv1.DaemonSet, *monitoring.PrometheusRule, …).
 	Typed any
 }
@@ -58,7 +61,10 @@ func Decode(stream []byte) ([]Object, error) {
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
 			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
-		o := Object{Kind: tm.Kind, Namespace: tm.Metadata.Namespace, ObjName: tm.Metadata.Name}
+		if tm.APIVersion == "" && tm.Kind == "" {
+			continue // a document of comments only
+		}
+		o := Object{Kind: tm.Kind, Namespace: tm.Metadata.Namespace, ObjName: tm.Metadata.Name, APIVersion: tm.APIVersion, Raw: doc}
 		switch tm.APIVersion {
 		case monv1.GroupVersion:
 			var err error

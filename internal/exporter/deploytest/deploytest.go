@@ -85,6 +85,44 @@ func DryRun(ctx context.Context, kubeconfig, dir string) (string, error) {
 	return string(out), err
 }
 
+// HelmRendered is the Helm chart rendered with every toggle on, kept
+// current by deploy/helmtest (which renders with Helm's Go packages).
+const HelmRendered = "deploy/helm/testdata/rendered-all.yaml"
+
+// DryRunManifest applies the built-in kinds of a multi-document manifest
+// (CRD kinds are left out: a bare apiserver has no prometheus-operator)
+// with `kubectl apply --dry-run=server` and returns kubectl's `-o name`
+// output and the kind/name of every object sent.
+func DryRunManifest(ctx context.Context, kubeconfig string, manifest []byte) (string, []string, error) {
+	objs, err := Decode(manifest)
+	if err != nil {
+		return "", nil, err
+	}
+	var keep [][]byte
+	var names []string
+	for _, o := range objs {
+		if strings.HasPrefix(o.APIVersion, "monitoring.coreos.com/") {
+			continue
+		}
+		keep = append(keep, o.Raw)
+		names = append(names, o.Name())
+	}
+	f, err := os.CreateTemp("", "k3scert-dryrun-*.yaml")
+	if err != nil {
+		return "", nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(bytes.Join(keep, []byte("\n---\n"))); err != nil {
+		f.Close()
+		return "", nil, err
+	}
+	if err := f.Close(); err != nil {
+		return "", nil, err
+	}
+	out, err := kubectl(ctx, "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "--validate=strict", "-f", f.Name(), "-o", "name")
+	return string(out), names, err
+}
+
 // DryRunServer is the test helper: it server-side dry-runs each of dirs
 // (default: Base) against the kube-apiserver of kubeconfig and fails t
 // unless every object of the build was accepted.

@@ -25,6 +25,7 @@ type ServiceMonitor struct {
 
 // ServiceMonitorSpec is the used part of the spec.
 type ServiceMonitorSpec struct {
+	JobLabel          string               `json:"jobLabel,omitempty"`
 	Selector          metav1.LabelSelector `json:"selector"`
 	NamespaceSelector struct {
 		Any        bool     `json:"any,omitempty"`

@@ -18,17 +18,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { extraCommands = append(extraCommands, newLabCmd) }
-
-func newLabCmd() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "lab",
-		Short: "An emulated K3s server node from real parts (kine, kube-apiserver, dynamiclistener)",
-	}
-	c.AddCommand(newLabRunCmd(), newLabUpCmd())
-	return c
-}
-
 func labProfiles(flag string, all bool) ([]k3s.Profile, error) {
 	if flag == "" {
 		if all {

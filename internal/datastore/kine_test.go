@@ -14,6 +14,15 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
+// This file runs kine's own library in-process, for tests only: the product
+// writes kine's table directly (sqlite.go) and must not link kine; these
+// tests prove that kine reads what k3scert writes, and the other way round.
+
+// kineTestParams are K3s's SQLite DSN parameters (kine v0.17.5
+// pkg/drivers/sqlite/sqlite.go:23 DefaultParams), with kine's startup VACUUM
+// switched off.
+const kineTestParams = "_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate&_stmt_cache_size=20&cache=shared&_kine_disable_startup_vacuum=true"
+
 // kineServer is kine's own etcd endpoint, run in-process over a SQLite
 // file on a private unix socket.
 type kineServer struct {
@@ -23,10 +32,6 @@ type kineServer struct {
 	store  *Etcd
 	level  logrus.Level
 }
-
-// kineParams are K3s's SQLite DSN parameters (facts §5.1), with kine's
-// startup VACUUM switched off: a one-off write must not rewrite the file.
-const kineParams = "_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate&_stmt_cache_size=20&cache=shared&_kine_disable_startup_vacuum=true"
 
 var logMu sync.Mutex
 
@@ -51,7 +56,7 @@ func startKine(dbPath string) (*kineServer, error) {
 	cfg := endpoint.Config{
 		WaitGroup:           wg,
 		Listener:            "unix://" + filepath.Join(dir, "kine.sock"),
-		Endpoint:            "sqlite://" + dbPath + "?" + kineParams,
+		Endpoint:            "sqlite://" + dbPath + "?" + kineTestParams,
 		NotifyInterval:      5 * time.Second,
 		EmulatedETCDVersion: "3.6.11",
 		CompactInterval:     0, // never compact
