@@ -140,7 +140,7 @@ func (n *Node) listenerEvent(ctx context.Context) string {
 		seenOther = seenOther || fp != pki.Fingerprint(start)
 	}
 	if signed > 0 || seenOther {
-		return fmt.Sprintf("dynamiclistener %s renewed the certificate it started with (%d signed, per its log), then put the old one back: its merge with the Kubernetes secret kept the secret's copy; the old one still served %.0fs after the listener started",
+		return fmt.Sprintf("dynamiclistener %s signed a new certificate (%d, per its log) but serves the one it started with again %.0fs after the listener started: the renewal did not stick in its storage (see log/supervisor.log)",
 			n.listener.Release, signed, time.Since(n.supStarted).Seconds())
 	}
 	why := ""
