@@ -4,7 +4,11 @@ import (
 	"context"
 	"io/fs"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/pki"
@@ -25,13 +29,22 @@ type RegistryCerts struct {
 // Name implements Source.
 func (r RegistryCerts) Name() string { return "registry" }
 
-// maxRegistryFiles bounds the walk of a user-maintained directory.
-const maxRegistryFiles = 1000
+// MaxRegistryFiles bounds the walk of a user-maintained directory: at most
+// this many certificate files are read under certs.d (a safety bound, not
+// a size any real node reaches: a registry host has a ca.crt and perhaps a
+// client.cert, and a CA bundle holds many certificates in one file). The
+// files past the bound are not read, and the scan says so with a
+// too_large problem on the directory.
+const MaxRegistryFiles = 10000
 
-// Read implements Source.
+// Read implements Source. The walk only lists the files (in lexical
+// order, at most MaxRegistryFiles); a few workers (GOMAXPROCS, at most one
+// per file) then read and parse them, and the results are added in walk
+// order, so the inventory is the same as a sequential read's.
 func (r RegistryCerts) Read(ctx context.Context, inv *Inventory) {
 	root := filepath.Join(r.DataDir, filepath.FromSlash(k3s.RegistryCertsDir))
-	n := 0
+	var paths []string
+	overflow := false
 	_ = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -42,23 +55,61 @@ func (r RegistryCerts) Read(ctx context.Context, inv *Inventory) {
 		if !(strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".pem") || strings.HasSuffix(p, ".cert")) || !de.Type().IsRegular() {
 			return nil
 		}
-		if n++; n > maxRegistryFiles {
+		if len(paths) == MaxRegistryFiles {
+			overflow = true
 			return filepath.SkipAll
 		}
-		b, err := readLimited(p)
-		if err != nil {
-			inv.AddProblem(Problem{Source: Registry, Location: p, Reason: classifyReadError(err), Detail: err.Error()})
-			return nil
-		}
-		certs, err := pki.ParseCerts(b)
-		if err != nil {
-			inv.AddProblem(Problem{Source: Registry, Location: p, Reason: certReason(err, len(certs)), Detail: err.Error()})
-		}
-		out := make([]Cert, len(certs))
-		for i, c := range certs {
-			out[i] = Cert{Source: Registry, Location: p, Index: i, SpecID: "registry", Cert: c}
-		}
-		inv.AddCert(out...)
+		paths = append(paths, p)
 		return nil
 	})
+	type result struct {
+		certs   []Cert
+		problem *Problem
+	}
+	results := make([]result, len(paths))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := min(runtime.GOMAXPROCS(0), len(paths)); w > 0; w-- {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(paths) || ctx.Err() != nil {
+					return
+				}
+				results[i].certs, results[i].problem = readRegistryFile(paths[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for _, res := range results {
+		if res.problem != nil {
+			inv.AddProblem(*res.problem)
+		}
+		inv.AddCert(res.certs...)
+	}
+	if overflow {
+		inv.AddProblem(Problem{Source: Registry, Location: root, Reason: ReasonTooLarge,
+			Detail: "more than " + strconv.Itoa(MaxRegistryFiles) + " certificate files under the registry configuration; the rest are not read"})
+	}
+}
+
+// readRegistryFile reads and parses one registry certificate file: its
+// certificates (those before a damaged block too) and the file's problem.
+func readRegistryFile(p string) ([]Cert, *Problem) {
+	b, err := readLimited(p)
+	if err != nil {
+		return nil, &Problem{Source: Registry, Location: p, Reason: classifyReadError(err), Detail: err.Error()}
+	}
+	certs, err := pki.ParseCerts(b)
+	var prob *Problem
+	if err != nil {
+		prob = &Problem{Source: Registry, Location: p, Reason: certReason(err, len(certs)), Detail: err.Error()}
+	}
+	out := make([]Cert, len(certs))
+	for i, c := range certs {
+		out[i] = Cert{Source: Registry, Location: p, Index: i, SpecID: "registry", Cert: c}
+	}
+	return out, prob
 }

@@ -7,6 +7,7 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -236,10 +237,13 @@ func ReadFileInfo(path string) ([]byte, fs.FileInfo, error) {
 	}
 	// The size can change between fstat and read (a file still being
 	// written): never read more than the limit plus one byte.
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
+	// The buffer is sized from fstat (plus room to see EOF), so a file is
+	// read into one allocation instead of io.ReadAll's doubling.
+	buf := bytes.NewBuffer(make([]byte, 0, min(fi.Size(), MaxFileSize)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFileSize+1)); err != nil {
 		return nil, fi, err
 	}
+	b := buf.Bytes()
 	if len(b) > MaxFileSize {
 		return nil, fi, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: grew past the %d-byte limit while read", errTooLarge, MaxFileSize)}
 	}
