@@ -320,6 +320,11 @@ func assertPlan(t *testing.T, c rrCase, n rrNode, p rotate.Plan) {
 			}
 		}
 	}
+	for _, in := range p.Inputs {
+		if slices.Contains(bad, in.Path) {
+			t.Errorf("plan fingerprints %s, not K3s's", in.Path)
+		}
+	}
 	if c.o.StaticListener && slices.Contains(written, p.ListenerJSON) {
 		t.Errorf("the static listener %s is in the plan's writes", p.ListenerJSON)
 	}
@@ -505,6 +510,7 @@ func TestRealRowsRotate(t *testing.T) {
 func TestRealRowsCrashResumeRollback(t *testing.T) {
 	var matrix []string
 	crashed := 0
+	var cases []rrCase
 	for _, name := range []string{"v1.18", "v1.21.8", "v1.24.3", "v1.31.11"} {
 		row, err := k3s.ProfileByName(name)
 		if err != nil {
@@ -512,7 +518,14 @@ func TestRealRowsCrashResumeRollback(t *testing.T) {
 		}
 		x := rrExtras(name)
 		x.Profile, x.Program = row, k3s.K3s
-		c := rrCase{row: row, o: x, sqlite: true}
+		cases = append(cases, rrCase{row: row, o: x, sqlite: true})
+	}
+	// The trigger path (no offline datastore) and an agent-only node.
+	cur, _ := k3s.ProfileByName("v1.31.11")
+	cases = append(cases, rrCase{row: cur, o: realnode.Options{Program: k3s.K3s, Profile: cur, DisableETCD: true}},
+		rrCase{row: cur, o: realnode.Options{Program: k3s.RKE2, Profile: cur, Agent: true}})
+	for _, c := range cases {
+		name := c.row.Name
 		install, clock := rrClock()
 		probe := newRRNode(t, c, install)
 		_, pp := realPlan(t, probe.Node, rotate.MethodRenew, clock())
@@ -522,7 +535,7 @@ func TestRealRowsCrashResumeRollback(t *testing.T) {
 				t.Run(name+"/"+c.name()+"/"+steps[k].Name+"/"+mode, func(t *testing.T) {
 					outcome := "FAILED"
 					defer func() {
-						matrix = append(matrix, fmt.Sprintf("%-9s kill after %-13s %-8s %s", name, steps[k].Name, mode, outcome))
+						matrix = append(matrix, fmt.Sprintf("%-9s %-34s kill after %-13s %-8s %s", name, c.name(), steps[k].Name, mode, outcome))
 					}()
 					n := newRRNode(t, c, install)
 					_, p := realPlan(t, n.Node, rotate.MethodRenew, clock())
