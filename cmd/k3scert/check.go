@@ -36,6 +36,9 @@ type nodeFlags struct {
 	// NoKubeconfigAlias, set before register, leaves --kubeconfig free
 	// for a command that means "connect with" by it (kubectl's meaning).
 	NoKubeconfigAlias bool
+	// SecretModes, set before register, are the --secret values a command
+	// completes (serve's differ: it never mints); default secretModes.
+	SecretModes []string
 }
 
 // secretModes are the values of --secret.
@@ -64,7 +67,11 @@ func (f *nodeFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.secret, "secret", "auto", "where to read the listener secret: auto, api, datastore or none")
 	fl.IntVar(&f.supervisorPort, "supervisor-port", 0, "the supervisor (listener) port when not the default (k3s 6443, rke2 9345), e.g. a lab node")
 	fl.IntVar(&f.apiserverPort, "apiserver-port", 0, "the apiserver port when not the default (k3s 6444, rke2 6443)")
-	_ = c.RegisterFlagCompletionFunc("secret", cliutil.Complete(secretModes...))
+	modes := f.SecretModes
+	if modes == nil {
+		modes = secretModes
+	}
+	_ = c.RegisterFlagCompletionFunc("secret", cliutil.Complete(modes...))
 	_ = c.RegisterFlagCompletionFunc("program", cliutil.Complete("k3s", "rke2"))
 	_ = c.RegisterFlagCompletionFunc("profile", cliutil.Complete(profileNames()...))
 }

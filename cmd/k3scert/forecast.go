@@ -126,7 +126,7 @@ you must do. On v1.18 a restart renews the files but never the listener certific
 				f.Unknown = append(f.Unknown, fmt.Sprintf("the listener certificate: no copy found (dynamic-cert.json absent, the serving secret absent or not read (--secret), "+
 					"the supervisor port not answering or not probed); what :%d serves decides the lock-out", ports.Supervisor))
 			}
-			if err := render.Forecast(cmd.OutOrStdout(), f, ff.output, render.Options{Color: ff.output == "text" && cliutil.IsTerminal(os.Stdout)}); err != nil {
+			if err := render.Forecast(cmd.OutOrStdout(), f, ff.output, render.Options{Color: ff.output == "text" && cliutil.IsTerminal(os.Stdout), SupervisorPort: nf.supervisorPort}); err != nil {
 				return err
 			}
 			if len(f.Unknown) > 0 {

@@ -101,6 +101,15 @@ func TestForecastScenario2(t *testing.T) {
 			if n := strings.Count(html, `class="bar"`); n != len(f.Certificates) {
 				t.Errorf("html has %d bars, want %d", n, len(f.Certificates))
 			}
+			// A node on another supervisor port (a lab node) is named by
+			// its own port in the page, never by the default one.
+			moved, err := forecastCLI(t, append(args, "-o", "html", "--supervisor-port", "16443")...)
+			if err != nil {
+				t.Fatalf("forecast -o html --supervisor-port: %v", err)
+			}
+			if strings.Contains(html, ":6443") && (!strings.Contains(moved, ":16443") || strings.Contains(strings.ReplaceAll(moved, ":16443", ""), ":6443")) {
+				t.Errorf("forecast -o html --supervisor-port 16443 still names :6443 (or not :16443)")
+			}
 		})
 	}
 }

@@ -400,6 +400,11 @@ func TestCompareKubeconfigAlias(t *testing.T) {
 	if !strings.Contains(r.stdout, "text\n") {
 		t.Errorf("forecast -o completion:\n%s", r.stdout)
 	}
+	// serve never mints: it completes its own --secret values.
+	r = cliRun(t, bin, nil, "__complete", "serve", "--secret", "")
+	if !strings.Contains(r.stdout, "serviceaccount\n") || strings.Contains(r.stdout, "api\n") || strings.Contains(r.stdout, "datastore\n") {
+		t.Errorf("serve --secret completion:\n%s", r.stdout)
+	}
 	r = cliRun(t, bin, nil, "check", "--help")
 	if !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "--compare-kubeconfig") || strings.Contains(r.stdout, "  --kubeconfig") {
 		t.Errorf("check --help:\n%s", r.stdout)

@@ -149,6 +149,7 @@ listener secret (kube-system/k3s-serving) only with credentials it is given:
 			return nil
 		},
 	}
+	nf.SecretModes = []string{"auto", "serviceaccount", "kubeconfig", "none"}
 	nf.register(c)
 	fl := c.Flags()
 	fl.Lookup("secret").Usage = "how to read the listener secret: auto (ServiceAccount in a pod, else --api-kubeconfig, else not read), serviceaccount, kubeconfig or none; serve never mints credentials"

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -170,12 +172,50 @@ func waitPort(ctx context.Context, p *proc, addr string, timeout time.Duration) 
 	return fmt.Errorf("%s did not listen on %s within %s; log %s:\n%s", p.name, addr, timeout, p.log, p.tail(2000))
 }
 
-// FreePort returns a free loopback TCP port.
+// FreePort returns a free loopback TCP port for a lab process. A node
+// keeps its ports across restarts, so a port from the kernel's ephemeral
+// range (what ":0" gives) could meanwhile become the source port of any
+// outgoing connection on the machine — a restart then fails with "address
+// already in use". Lab ports are therefore taken below that range
+// (net.ipv4.ip_local_port_range), where the kernel never picks source
+// ports, at random so that parallel lab nodes rarely meet, and checked by
+// binding; ":0" is the fallback when that range is too small.
 func FreePort() (int, error) {
+	low := ephemeralLow()
+	const floor = 15000
+	if low-floor >= 1000 {
+		for i := 0; i < 64; i++ {
+			port := floor + rand.IntN(low-floor)
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue
+			}
+			l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux
+// default 32768).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 0 {
+		return 32768
+	}
+	return n
 }

@@ -22,7 +22,7 @@ func Forecast(w io.Writer, f report.Forecast, format string, o Options) error {
 	case "yaml":
 		return YAML(w, f)
 	case "html":
-		return ForecastHTML(w, f)
+		return ForecastHTMLWith(w, f, HTMLOptions{SupervisorPort: o.SupervisorPort})
 	}
 	return fmt.Errorf("unknown output format %q (want one of %s)", format, strings.Join(ForecastFormats, ", "))
 }

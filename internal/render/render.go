@@ -22,6 +22,9 @@ var Formats = []string{"table", "wide", "json", "yaml", "html"}
 // Options control human output.
 type Options struct {
 	Color bool // ANSI colour; only when stdout is a terminal
+	// SupervisorPort is the node's supervisor port when not the program's
+	// default (--supervisor-port); the HTML page names it in every message.
+	SupervisorPort int
 }
 
 // JSON writes v as indented JSON.
