@@ -3,15 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
+	"github.com/k3scert/k3scert/internal/cliutil"
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/lab"
 	"github.com/k3scert/k3scert/internal/render"
@@ -21,7 +20,17 @@ import (
 func labProfiles(flag string, all bool) ([]k3s.Profile, error) {
 	if flag == "" {
 		if all {
-			return []k3s.Profile{k3s.ProfileV118, k3s.ProfileCurrent}, nil
+			// One release line per dynamiclistener era, each with the
+			// listener code that line shipped.
+			lines, err := lab.Lines()
+			if err != nil {
+				return nil, err
+			}
+			var out []k3s.Profile
+			for _, l := range lines {
+				out = append(out, l.Profile)
+			}
+			return out, nil
 		}
 		return []k3s.Profile{k3s.ProfileV118}, nil
 	}
@@ -79,7 +88,7 @@ func newLabRunCmd() *cobra.Command {
 				return render.JSON(out, results)
 			case "table":
 				for _, r := range results {
-					labTable(out, r)
+					lab.WriteTable(out, r)
 				}
 				fmt.Fprintf(out, "lab: %d run(s) in %.1fs; nodes under %s\n", len(results), time.Since(start).Seconds(), base)
 				return nil
@@ -87,39 +96,16 @@ func newLabRunCmd() *cobra.Command {
 			return fmt.Errorf("unknown output %q (want table or json)", output)
 		},
 	}
-	c.Flags().StringVar(&profile, "profile", "", "version profile: v1.18 (the reference), v1.19+ or current (default: v1.18; run all uses v1.18 and current)")
+	c.Flags().StringVar(&profile, "profile", "", "release-matrix row or alias: v1.18 (the reference), v1.19.1, v1.21.8, v1.24.3, current, ... (default: v1.18; run all replays one row per dynamiclistener era: v1.18, v1.19.1, v1.21.8, v1.24.3, current)")
 	c.Flags().StringVar(&remedy, "remedy", "none", "after the failure apply: "+strings.Join(lab.Remedies, ", "))
 	c.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	c.Flags().StringVar(&root, "root", "", "where to create the nodes (default: a new temporary directory)")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each lab action to stderr")
+	c.ValidArgsFunction = cliutil.Complete(append(append([]string{}, lab.Scenarios...), "all")...)
+	_ = c.RegisterFlagCompletionFunc("remedy", cliutil.Complete(lab.Remedies...))
+	_ = c.RegisterFlagCompletionFunc("output", cliutil.Complete("table", "json"))
+	_ = c.RegisterFlagCompletionFunc("profile", cliutil.Complete(labProfileNames()...))
 	return c
-}
-
-func fmtDate(t *time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return t.Format("2006-01-02")
-}
-
-func labTable(w io.Writer, r lab.Result) {
-	fmt.Fprintf(w, "\n%s  profile %s  remedy %s\n", strings.ToUpper(r.Scenario), r.Profile, r.Remedy)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tDAY\tVIRTUAL DATE\tFILES (client-admin)\tDYNAMIC-CERT.JSON\tSECRET\tSERVED :6443\tKUBECTL")
-	for _, s := range r.Steps {
-		files := "-"
-		if t, ok := s.FilesNotAfter["client-admin"]; ok {
-			files = t.Format("2006-01-02")
-		}
-		k := "ok"
-		if !s.KubectlOK {
-			k = "FAIL: " + s.KubectlError
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Day, s.VirtualDate.Format("2006-01-02"), files,
-			fmtDate(s.DynamicCertNotAfter), fmtDate(s.SecretNotAfter), fmtDate(s.ServedNotAfter), k)
-	}
-	tw.Flush()
-	fmt.Fprintf(w, "=> %s (%.1fs)\n", r.Summary, r.Seconds)
 }
 
 func newLabUpCmd() *cobra.Command {
@@ -174,4 +160,16 @@ func newLabUpCmd() *cobra.Command {
 	c.Flags().IntVar(&apiPort, "apiserver-port", 0, "apiserver port (default: a free port)")
 	c.Flags().IntVar(&kinePort, "kine-port", 0, "kine port (default: a free port)")
 	return c
+}
+
+// labProfileNames are the --profile values: the aliases, then every row of
+// the release matrix.
+func labProfileNames() []string {
+	names := []string{"v1.18", "v1.19+", "current"}
+	for _, r := range k3s.Rows {
+		if r.Name != "v1.18" {
+			names = append(names, r.Name)
+		}
+	}
+	return names
 }

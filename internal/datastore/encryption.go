@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/k3scert/k3scert/internal/source"
 	"sigs.k8s.io/yaml"
 )
 
@@ -60,7 +61,7 @@ type writeTransformer struct {
 // secrets. A missing file is not an error: it returns nil, nil (K3s without
 // --secrets-encryption).
 func LoadEncryption(path string) (*Encryption, error) {
-	b, err := os.ReadFile(path)
+	b, err := source.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil, nil
 	}

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/k3scert/k3scert/internal/source"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -77,7 +77,7 @@ func etcdTLS(o EtcdOptions) (*tls.Config, error) {
 	if o.CAFile == "" || o.CertFile == "" || o.KeyFile == "" {
 		return nil, errors.New("etcd over TLS needs the CA, client certificate and key (server/tls/etcd/server-ca.crt, client.crt, client.key)")
 	}
-	ca, err := os.ReadFile(o.CAFile)
+	ca, err := source.ReadFile(o.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("etcd CA: %w", err)
 	}
@@ -85,7 +85,7 @@ func etcdTLS(o EtcdOptions) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(ca) {
 		return nil, fmt.Errorf("etcd CA %s: no PEM certificate", o.CAFile)
 	}
-	kp, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+	kp, err := loadKeyPair(o.CertFile, o.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client certificate: %w", err)
 	}
@@ -206,4 +206,19 @@ func (e *Etcd) Delete(ctx context.Context, key string, rev int64) (int64, error)
 		return 0, fmt.Errorf("delete %s (expected revision %d): %w", key, rev, ErrConflict)
 	}
 	return r.Header.Revision, nil
+}
+
+// loadKeyPair is tls.LoadX509KeyPair through the bounded, non-blocking
+// reader: a FIFO or a huge file named by the node never hangs or exhausts
+// the read of the secret.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	c, err := source.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	k, err := source.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(c, k)
 }

@@ -8,8 +8,10 @@
 package k3s
 
 import (
+	"reflect"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Program is the distribution: "k3s" or "rke2". It is spliced into file
@@ -303,6 +305,34 @@ func Kubeconfigs(p Program, prof Profile) []string {
 
 // Specs returns the table resolved for a program and profile, sorted by ID.
 func Specs(p Program, prof Profile) []Spec {
+	k := specsKey{p, prof.Name}
+	if c, ok := specsCache.Load(k); ok {
+		if e := c.(specsEntry); reflect.DeepEqual(e.prof, prof) {
+			return append([]Spec(nil), e.specs...)
+		}
+	}
+	out := buildSpecs(p, prof)
+	specsCache.Store(k, specsEntry{prof, out})
+	return append([]Spec(nil), out...)
+}
+
+// specsCache keeps each (program, row) resolution: Specs is called per
+// certificate and per finding (ByID), and resolving the table each time was
+// half of check's CPU (bench/). A profile that differs from the cached one
+// under the same name (tests build such) is resolved afresh.
+var specsCache sync.Map
+
+type specsKey struct {
+	p    Program
+	name string
+}
+
+type specsEntry struct {
+	prof  Profile
+	specs []Spec
+}
+
+func buildSpecs(p Program, prof Profile) []Spec {
 	var out []Spec
 	for _, s := range table {
 		if !s.Legacy.in(prof) || !s.Gate.in(prof) {

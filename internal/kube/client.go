@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/pki"
+	"github.com/k3scert/k3scert/internal/source"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,7 +44,7 @@ func NodeOptions(dataDir string, p k3s.Program, ports k3s.Ports, now time.Time, 
 		if !ok {
 			return s, nil, fmt.Errorf("k3s table has no %s", id)
 		}
-		b, err := os.ReadFile(filepath.Join(dataDir, filepath.FromSlash(s.Cert)))
+		b, err := source.ReadFile(filepath.Join(dataDir, filepath.FromSlash(s.Cert)))
 		if err != nil {
 			return s, nil, err
 		}
@@ -67,7 +67,7 @@ func NodeOptions(dataDir string, p k3s.Program, ports k3s.Ports, now time.Time, 
 		return o, err
 	}
 	o.ClientCA = cca[0]
-	kb, err := os.ReadFile(filepath.Join(dataDir, filepath.FromSlash(cs.Key)))
+	kb, err := source.ReadFile(filepath.Join(dataDir, filepath.FromSlash(cs.Key)))
 	if err != nil {
 		return o, fmt.Errorf("client CA key (needed to mint a temporary admin certificate): %w", err)
 	}

@@ -95,6 +95,9 @@ func (n *Node) Observe(ctx context.Context, name, action string, day int) Step {
 	if c := n.served(); c != nil {
 		t := n.Virtual(c.NotAfter)
 		st.ServedNotAfter, st.ServedSHA256 = &t, pki.Fingerprint(c)
+		if st.ListenerEvent == "" {
+			st.ListenerEvent = n.replacedEvent(c)
+		}
 	}
 	st.KubectlOK, st.KubectlError = n.kubectl(ctx)
 	st.ClientGoOK, st.ClientGoError = n.clientGo(ctx)
@@ -116,7 +119,7 @@ func (n *Node) listenerEvent(ctx context.Context) string {
 	}
 	window := time.Duration(n.o.Profile.RenewDays) * 24 * time.Hour
 	if time.Until(start.NotAfter) > window {
-		return ""
+		return "" // nothing to renew (see replacedEvent)
 	}
 	deadline := n.supStarted.Add(n.listener.FirstCheck + 20*time.Second)
 	var now *x509.Certificate
@@ -153,6 +156,18 @@ func (n *Node) listenerEvent(ctx context.Context) string {
 	}
 	return fmt.Sprintf("dynamiclistener %s still serves the certificate it started with, inside its %d-day window, %.0fs after the listener started%s",
 		n.listener.Release, n.o.Profile.RenewDays, time.Since(n.supStarted).Seconds(), why)
+}
+
+// replacedEvent: the listener started with a certificate outside its
+// renewal window and now serves another one with an earlier NotAfter —
+// the secret's copy won the merge when the storage started.
+func (n *Node) replacedEvent(now *x509.Certificate) string {
+	start := n.supStartCert
+	if start == nil || n.supervisor == nil || bytes.Equal(now.Raw, start.Raw) || !now.NotAfter.Before(start.NotAfter) {
+		return ""
+	}
+	return fmt.Sprintf("dynamiclistener %s started with a certificate valid until %s (dynamic-cert.json) and now serves an older one, valid until %s: the Kubernetes secret's copy replaced it when the storage started",
+		n.listener.Release, n.Virtual(start.NotAfter).Format("2006-01-02"), n.Virtual(now.NotAfter).Format("2006-01-02"))
 }
 
 // supervisorLogSince returns what the running supervisor has logged.

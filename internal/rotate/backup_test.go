@@ -1,11 +1,8 @@
 package rotate_test
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -254,29 +251,11 @@ func TestAgentBackupScope(t *testing.T) {
 		t.Errorf("agent not identical after rollback:\n%s", strings.Join(d, "\n"))
 	}
 	// The backup's members.
-	f, err := os.Open(backup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	var names []string
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, h.Name)
-		rel := strings.TrimPrefix(h.Name, "data/")
-		if strings.HasPrefix(h.Name, "data/agent/") && strings.Count(rel, "/") > 1 {
-			t.Errorf("backup holds %s: not a file the table names", h.Name)
+	names := backupMembers(t, backup)
+	for _, name := range names {
+		rel := strings.TrimPrefix(name, "data/")
+		if strings.HasPrefix(name, "data/agent/") && strings.Count(rel, "/") > 1 {
+			t.Errorf("backup holds %s: not a file the table names", name)
 		}
 	}
 	if len(names) < 8 || names[len(names)-1] != "manifest.json" {
