@@ -32,11 +32,9 @@ import (
 // scheduler is stuck). /report is the HTML page of `k3scert check -o html`
 // for the cached report; it never rescans either.
 func (e *Exporter) Handler(g prometheus.Gatherer) http.Handler {
-	small := prometheus.NewRegistry()
-	small.MustRegister(smallCollector{e})
-	gs := prometheus.Gatherers{small}
+	var others prometheus.Gatherer
 	if g != nil {
-		gs = append(gs, withoutOwn{g}) // a registry that also holds e: its families are served once
+		others = withoutOwn{g} // a registry that also holds e: its families are served once
 	}
 	mux := http.NewServeMux()
 	sem := make(chan struct{}, 4)
@@ -48,7 +46,7 @@ func (e *Exporter) Handler(g prometheus.Gatherer) http.Handler {
 			http.Error(w, "too many scrapes in flight", http.StatusServiceUnavailable)
 			return
 		}
-		e.serveMetrics(w, req, gs)
+		e.serveMetrics(w, req, others)
 	})
 	mux.HandleFunc("GET /healthz", e.healthz)
 	mux.HandleFunc("GET /report", e.reportPage)
@@ -83,12 +81,22 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, req *http.Request, g prom
 		format = textFormat // one text rendering, whatever escaping was asked
 	}
 	gz := acceptsGzip(req.Header.Get("Accept-Encoding"))
-	big, err := e.state.Load().rendered.get(format, gz)
+	// One state for the whole exposition: the large families and the
+	// scan's own metrics (last_scan_success, scans_total, …) of the same
+	// scan, even when a scan ends during the scrape.
+	s := e.state.Load()
+	big, err := s.rendered.get(format, gz)
 	if err != nil {
 		http.Error(w, "render metrics: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	mfs, gerr := g.Gather()
+	small := prometheus.NewRegistry()
+	small.MustRegister(smallCollector{e, s})
+	gs := prometheus.Gatherers{small}
+	if g != nil {
+		gs = append(gs, g)
+	}
+	mfs, gerr := gs.Gather()
 	if gerr != nil {
 		e.o.Log.Warn("metrics", "err", gerr) // serve what was gathered, as promhttp's ContinueOnError
 	}

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -210,4 +213,61 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestScrapeIsOneScan: an exposition never mixes two scans. Scan k reports
+// k certificates; scrapes run while scans end, and each must show as many
+// certificate series as its own scans_total says succeeded (before the
+// fix, a scrape that began before a scan ended served the old scan's
+// certificates with the new scan's counters: last_scan_success 1 and no
+// certificate at all on the first scan).
+func TestScrapeIsOneScan(t *testing.T) {
+	var k int
+	scan := func(ctx context.Context, now time.Time) (report.Report, *source.Inventory, error) {
+		k++
+		r := report.Report{}
+		for i := 0; i < k*50; i++ {
+			r.Certificates = append(r.Certificates, report.Certificate{Source: "file", Location: fmt.Sprintf("/c/%05d.crt", i),
+				Name: "c", Subject: "CN=c", Issuer: "CN=ca", NotBefore: t0, NotAfter: t0.Add(time.Hour), Status: "OK"})
+		}
+		return r, nil, nil
+	}
+	e, err := exporter.New(exporter.Options{Scan: scan, Now: fixedClock(t0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e.Handler(nil))
+	defer srv.Close()
+	scansRE := regexp.MustCompile(`(?m)^k3scert_scans_total\{[^}]*result="success"[^}]*\} (\d+)$`)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 60; i++ {
+			_ = e.Scan(context.Background())
+		}
+	}()
+	scrapes := 0
+	for running := true; running; scrapes++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		resp, err := srv.Client().Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body := string(b)
+		m := scansRE.FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no k3scert_scans_total success in\n%s", body)
+		}
+		n, _ := strconv.Atoi(m[1])
+		if got := strings.Count(body, "\nk3scert_certificate_not_after_seconds{"); got != n*50 {
+			t.Fatalf("scrape %d: %d certificate series but scans_total success %s: two scans in one exposition", scrapes, got, m[1])
+		}
+	}
+	t.Logf("%d consistent scrapes during 60 scans", scrapes)
 }

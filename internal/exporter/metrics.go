@@ -118,12 +118,13 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 			ch <- m
 		}
 	}
-	e.collectSmall(ch)
+	e.collectSmall(ch, s)
 }
 
-// collectSmall sends the scan's own metrics (a few dozen series).
-func (e *Exporter) collectSmall(ch chan<- prometheus.Metric) {
-	s := e.state.Load()
+// collectSmall sends the scan's own metrics (a few dozen series) of state
+// s, the state the large families of the same exposition come from: a
+// scan that ends during a scrape never mixes two scans in one exposition.
+func (e *Exporter) collectSmall(ch chan<- prometheus.Metric, s *state) {
 	node := e.o.Node
 	ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, s.duration.Seconds(), node)
 	for _, r := range sortedReasons(s.errs) {
@@ -150,12 +151,15 @@ func (e *Exporter) collectSmall(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRunning, prometheus.GaugeValue, running.Seconds(), node)
 }
 
-// smallCollector is the exporter without its large families, for the
-// registry the HTTP handler gathers at every scrape.
-type smallCollector struct{ e *Exporter }
+// smallCollector is the exporter without its large families, at one
+// state, for the registry the HTTP handler gathers at a scrape.
+type smallCollector struct {
+	e *Exporter
+	s *state
+}
 
 func (c smallCollector) Describe(ch chan<- *prometheus.Desc) { c.e.describeSmall(ch) }
-func (c smallCollector) Collect(ch chan<- prometheus.Metric) { c.e.collectSmall(ch) }
+func (c smallCollector) Collect(ch chan<- prometheus.Metric) { c.e.collectSmall(ch, c.s) }
 
 func sortedReasons(m map[source.Reason]float64) []source.Reason {
 	out := make([]source.Reason, 0, len(m))
