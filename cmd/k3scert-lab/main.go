@@ -9,7 +9,6 @@ import (
 	"os"
 
 	"github.com/k3scert/k3scert/internal/cliutil"
-	"github.com/k3scert/k3scert/internal/lab"
 	"github.com/k3scert/k3scert/internal/report"
 	"github.com/spf13/cobra"
 )
@@ -26,7 +25,6 @@ func newRoot() *cobra.Command {
 }
 
 func main() {
-	lab.MaybeRunSupervisor() // the lab's listener supervisor re-executes this binary
 	root := newRoot()
 	root.SetArgs(os.Args[1:])
 	if err := root.Execute(); err != nil {

@@ -146,7 +146,7 @@ func TestTemplate(t *testing.T) {
 		"--secret=serviceaccount", // servers: the ServiceAccount reads the secret
 		"--secret=none",           // agents: nothing to read
 		"fieldPath: spec.nodeName",
-		"memory: 32Mi",
+		"memory: 48Mi",
 		`resourceNames: ["k3s-serving"]`,
 		"operator: DoesNotExist", // agents: every node that is not a server
 		"image: ghcr.io/k3scert/k3scert:v0.2.0",

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/k3scert/k3scert/internal/check"
@@ -106,6 +107,19 @@ func WatchDirs(o check.Options) []string {
 			rel(p)
 		}
 		rel(k3s.ListenerSpec(n.Program).JSONPath)
+		// The parents up to the data dir too (non-recursive, so the
+		// containerd tree below agent/ stays silent): when server/tls is
+		// replaced as a whole (a restore, `mv tls.new tls`), the watch on
+		// the old directory dies with it, and only the parent sees the
+		// new one appear; the rescan that follows watches it again.
+		for d := range set {
+			for p := filepath.Dir(d); strings.HasPrefix(p, n.DataDir) && len(p) >= len(n.DataDir); p = filepath.Dir(p) {
+				set[p] = true
+				if p == n.DataDir {
+					break
+				}
+			}
+		}
 	}
 	if prog == "" {
 		prog = k3s.K3s

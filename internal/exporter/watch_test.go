@@ -128,6 +128,24 @@ func TestRescanOnChange(t *testing.T) {
 	if got := scans.Load(); got != 4 {
 		t.Errorf("%d scans, want 4", got)
 	}
+
+	// server/tls replaced as a whole: removed (its watch dies with it; one
+	// rescan), then created anew after that rescan. Only the parent's
+	// watch sees the new directory; the rescan it triggers watches it,
+	// so its changes rescan again without waiting for the interval.
+	tlsDir := filepath.Join(n.dataDir, "server/tls")
+	if err := os.Rename(tlsDir, tlsDir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a rescan after server/tls went away", func() bool { return scans.Load() == 5 })
+	time.Sleep(3 * 300 * time.Millisecond)
+	if err := os.CopyFS(tlsDir, os.DirFS(tlsDir+".old")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a rescan after a new server/tls appeared", func() bool { return scans.Load() == 6 })
+	time.Sleep(3 * 300 * time.Millisecond)
+	touch(admin)
+	waitFor(t, "a rescan after touching a file of the new server/tls", func() bool { return scans.Load() == 7 })
 }
 
 // TestRescanOnInterval: without changes, the interval rescans.

@@ -20,11 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-func TestMain(m *testing.M) {
-	lab.MaybeRunSupervisor()
-	os.Exit(m.Run())
-}
-
 // requireLab skips only when the lab binaries are absent AND the lab is
 // not required; CI sets K3SCERT_LAB_REQUIRED=1, which turns a missing
 // binary into a failure.

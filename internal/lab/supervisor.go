@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,23 +15,6 @@ import (
 // K3s: nothing of dynamiclistener survives in memory, and what the next
 // start serves comes only from dynamic-cert.json and the secret. The lab
 // itself does not link dynamiclistener.
-
-// supervisorEnv is the variable the lab used when it re-executed its own
-// binary as the supervisor (before the supervisors became separate
-// binaries).
-const supervisorEnv = "K3SCERT_LAB_SUPERVISOR"
-
-// MaybeRunSupervisor is kept for callers of the former re-executing
-// supervisor: the supervisor is now a separate binary per listener era, so
-// a process started the old way is told so and exits; otherwise it returns
-// at once. It can be removed together with its call in main().
-func MaybeRunSupervisor() {
-	if os.Getenv(supervisorEnv) == "" {
-		return
-	}
-	fmt.Fprintln(os.Stderr, "supervisor: the lab's supervisor is now a separate binary per dynamiclistener era (tools/labbin/dynamiclistener-*); this process was started the old way")
-	os.Exit(2)
-}
 
 // supervisorArgs is the command line of the supervisor protocol
 // (tools/labbin/supervisorkit): K3s's wiring in pkg/cluster/https.go with

@@ -283,21 +283,25 @@ func (d dsSecrets) Close() error { return d.s.Store.Close() }
 // (rancher/rke2@6ce1a8019 bundle/lib/systemd/system/rke2-server.service:
 // KillMode=process, ExecStopPost kills only containerd and kubelet).
 func OfflineSecret(dataDir string) bool {
-	if exists(filepath.Join(dataDir, "server", "db", "state.db")) {
-		return true
+	// Embedded etcd wins over a state.db left beside it, as in
+	// datastore.OpenNode: a node migrated from SQLite to etcd
+	// (--cluster-init) may keep the old file.
+	if exists(filepath.Join(dataDir, "server", "db", "etcd")) {
+		return isRKE2(dataDir)
 	}
-	return isRKE2(dataDir) && exists(filepath.Join(dataDir, "server", "db", "etcd"))
+	return exists(filepath.Join(dataDir, "server", "db", "state.db"))
 }
 
-// DescribeDatastore names the datastore for the plan.
+// DescribeDatastore names the datastore for the plan, in the order
+// datastore.OpenNode opens them.
 func DescribeDatastore(dataDir string) string {
 	switch {
-	case exists(filepath.Join(dataDir, "server", "db", "state.db")):
-		return "sqlite server/db/state.db through kine's library, offline while K3s is stopped"
 	case isRKE2(dataDir) && exists(filepath.Join(dataDir, "server", "db", "etcd")):
 		return "embedded etcd (RKE2 static pod, still running while rke2-server is stopped): the secret is written through it"
 	case exists(filepath.Join(dataDir, "server", "db", "etcd")):
 		return "embedded etcd, which stops with K3s"
+	case exists(filepath.Join(dataDir, "server", "db", "state.db")):
+		return "sqlite server/db/state.db (kine's table), written offline while K3s is stopped"
 	}
 	return "an external datastore (or none found), not reachable while K3s is stopped"
 }

@@ -2,11 +2,11 @@ package rotate
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/pki"
+	"github.com/k3scert/k3scert/internal/source"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -27,15 +27,15 @@ type RefreshResult struct {
 func RefreshKubeconfig(path, dataDir string, now time.Time) (RefreshResult, error) {
 	res := RefreshResult{Path: path}
 	tls := func(n string) string { return filepath.Join(dataDir, "server", "tls", n) }
-	crt, err := os.ReadFile(tls("client-admin.crt"))
+	crt, err := source.ReadFile(tls("client-admin.crt"))
 	if err != nil {
 		return res, fmt.Errorf("current admin credentials: %w", err)
 	}
-	key, err := os.ReadFile(tls("client-admin.key"))
+	key, err := source.ReadFile(tls("client-admin.key"))
 	if err != nil {
 		return res, fmt.Errorf("current admin credentials: %w", err)
 	}
-	ca, err := os.ReadFile(tls("server-ca.crt"))
+	ca, err := source.ReadFile(tls("server-ca.crt"))
 	if err != nil {
 		return res, fmt.Errorf("server CA: %w", err)
 	}
@@ -50,7 +50,7 @@ func RefreshKubeconfig(path, dataDir string, now time.Time) (RefreshResult, erro
 	if now.After(admin[0].NotAfter) {
 		return res, fmt.Errorf("the node's own client-admin.crt expired %s: run k3scert rotate first", admin[0].NotAfter.UTC().Format(time.RFC3339))
 	}
-	orig, err := os.ReadFile(path)
+	orig, err := source.ReadFile(path)
 	if err != nil {
 		return res, err
 	}
@@ -61,7 +61,7 @@ func RefreshKubeconfig(path, dataDir string, now time.Time) (RefreshResult, erro
 	// Only this cluster's entries change: users whose certificate was
 	// signed by this node's client CA, and the clusters those users are
 	// paired with in a context. Other clusters in the file stay as they are.
-	cab, err := os.ReadFile(tls("client-ca.crt"))
+	cab, err := source.ReadFile(tls("client-ca.crt"))
 	if err != nil {
 		return res, fmt.Errorf("client CA: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/k3scert/k3scert/internal/pki"
+	"github.com/k3scert/k3scert/internal/source"
 )
 
 // leaves renews (or removes) every planned leaf. Every leaf with --method
@@ -52,7 +53,7 @@ func (e *Executor) leaves() (string, error) {
 			if err != nil {
 				return "", err
 			}
-			b, _ := os.ReadFile(l.Signer)
+			b, _ := source.ReadFile(l.Signer)
 			bundle, err := pki.ParseCerts(b)
 			if err != nil || !bundle[0].Equal(c) {
 				return "", fmt.Errorf("CA %s changed while rotating", l.Signer)
@@ -63,7 +64,7 @@ func (e *Executor) leaves() (string, error) {
 			}{bundle, k}
 			cas[l.Signer] = ca
 		}
-		cb, err := os.ReadFile(l.Cert)
+		cb, err := source.ReadFile(l.Cert)
 		if err != nil {
 			return "", err
 		}

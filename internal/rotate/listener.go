@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/k3scert/k3scert/internal/pki"
+	"github.com/k3scert/k3scert/internal/source"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -141,7 +142,7 @@ func (e *Executor) listener(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("the plan writes the serving secret but this run has no datastore access (%s)", e.Plan.Datastore)
 	}
 	var cur *corev1.Secret
-	if b, err := os.ReadFile(e.Plan.ListenerJSON); err == nil && len(b) > 0 {
+	if b, err := source.ReadFile(e.Plan.ListenerJSON); err == nil && len(b) > 0 {
 		cur = &corev1.Secret{}
 		if err := json.Unmarshal(b, cur); err != nil {
 			return "", fmt.Errorf("%s: %w", e.Plan.ListenerJSON, err)
@@ -243,7 +244,7 @@ func (e *Executor) renewListener(src *corev1.Secret, from string) (*corev1.Secre
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	cb, _ := os.ReadFile(serverCA)
+	cb, _ := source.ReadFile(serverCA)
 	bundle, _ := pki.ParseCerts(cb)
 	nb := notBefore(e.now(), ca)
 	days := e.Plan.ListenerDays

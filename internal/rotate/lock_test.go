@@ -20,18 +20,13 @@ import (
 
 	"github.com/k3scert/k3scert/internal/datastore"
 	"github.com/k3scert/k3scert/internal/k3s"
-	"github.com/k3scert/k3scert/internal/lab"
 	"github.com/k3scert/k3scert/internal/rotate"
 )
 
 // TestMain lets this test binary act as a second k3scert: with
 // K3SCERT_ROTATE_HELPER set it runs one rotation of the plan in that file
 // and exits.
-//
-// It also runs the lab's supervisor when the lab re-executes this binary
-// (online_lab_test.go).
 func TestMain(m *testing.M) {
-	lab.MaybeRunSupervisor()
 	if plan := os.Getenv("K3SCERT_ROTATE_HELPER"); plan != "" {
 		os.Exit(helperRotate(plan))
 	}

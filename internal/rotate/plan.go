@@ -410,6 +410,9 @@ func (p Plan) Covers(f report.Finding, program k3s.Program, supervisor string) b
 func (p Plan) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "rotation plan for %s (%s, profile %s, method %s)\n", p.Node.DataDir, p.Node.Program, p.Node.Profile, p.Method)
+	if p.Datastore != "" {
+		fmt.Fprintf(&b, "datastore: %s\n", p.Datastore)
+	}
 	for _, s := range p.Steps {
 		fmt.Fprintf(&b, "  %d. %-13s %s\n", s.Index+1, s.Name, s.Description)
 		for _, w := range s.Writes {

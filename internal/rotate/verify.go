@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/k3scert/k3scert/internal/kube"
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
+	"github.com/k3scert/k3scert/internal/source"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -124,7 +124,7 @@ func (v Verifier) covers(p Plan, f report.Finding, program k3s.Program, supervis
 
 // validFile: a renewed (or regenerated) leaf exists and is valid at at.
 func validFile(path string, at time.Time) error {
-	b, err := os.ReadFile(path)
+	b, err := source.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("renewed leaf: %w", err)
 	}

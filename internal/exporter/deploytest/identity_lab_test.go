@@ -27,12 +27,6 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// The lab's listener supervisor re-executes the test binary.
-func TestMain(m *testing.M) {
-	lab.MaybeRunSupervisor()
-	os.Exit(m.Run())
-}
-
 func requireLab(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
