@@ -129,8 +129,19 @@ func checkEra(t *testing.T, l lab.Line, sc string, r lab.Result) {
 			t.Errorf("%s on %s: reproduced, want not: %s", sc, l.Profile.Name, r.Summary)
 		}
 		assertWorks(t, last)
-		if !strings.Contains(ev, "renewed the certificate it started with (") {
-			t.Errorf("%s on %s: at %s the listener event is %q, want a renewal", sc, l.Profile.Name, renewing, ev)
+		// The renewal comes at the first start with a certificate
+		// inside the window; after a clock move the listener may
+		// already renew at that step (v0.3.4 checks as soon as it
+		// loads), before the restart — either is the real code.
+		renewed := strings.Contains(ev, "renewed the certificate it started with (")
+		for _, s := range r.Steps {
+			if s.Name == renewing {
+				break
+			}
+			renewed = renewed || strings.Contains(s.ListenerEvent, "renewed the certificate it started with (")
+		}
+		if !renewed {
+			t.Errorf("%s on %s: no renewal by the listener up to %s (event there %q)", sc, l.Profile.Name, renewing, ev)
 		}
 	case "v0.3.3":
 		// Merge without the expiry test (factory/gen.go@v0.3.3): the
