@@ -194,7 +194,7 @@ func selfManaged(dataDir string, s k3s.Spec, byID map[string]k3s.Spec) bool {
 	if !strings.HasPrefix(s.Cert, "server/tls/kube-") {
 		return false
 	}
-	if rowSpecSelfSigned(s) {
+	if s.SelfSigned {
 		return true
 	}
 	ca, ok := byID[s.Signer]
@@ -224,7 +224,8 @@ func selfManaged(dataDir string, s k3s.Spec, byID map[string]k3s.Spec) bool {
 // exist on the node but that its row neither uses nor renews.
 func presentLeftovers(dataDir string, p k3s.Program, prof k3s.Profile) []string {
 	var out []string
-	for _, rel := range rowLeftovers(p, prof) {
+	for _, l := range k3s.Leftovers(p, prof) {
+		rel := l.Spec.Cert
 		if _, err := os.Stat(filepath.Join(dataDir, filepath.FromSlash(rel))); err == nil {
 			out = append(out, rel)
 		}

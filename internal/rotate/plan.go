@@ -199,7 +199,7 @@ func NewPlan(in Input) (Plan, error) {
 		ListenerJSON: abs(l.JSONPath), SecretKey: l.SecretKey(), Kubeconfig: in.Kubeconfig,
 		BackupDir: abs("server/" + BackupDirName), BackupRoots: []string{"server/tls", "server/cred"},
 		Journal: abs("server/tls/" + JournalName), Inputs: in.Inputs, ListenerDays: in.ValidDays,
-		ListenerRawKeys: rowRawAnnotationKeys(in.Profile)}
+		ListenerRawKeys: in.Profile.ListenerMerge == k3s.MergeV02}
 	if in.Program == k3s.RKE2 {
 		p.ForceRestart = abs("force-restart")
 	}
@@ -217,7 +217,7 @@ func NewPlan(in Input) (Plan, error) {
 		if s.Role != k3s.RoleServer || s.CA || s.Cert == "" || !in.Present[s.Cert] || leftover[s.Cert] {
 			continue
 		}
-		if rowSpecSelfSigned(s) || in.SelfSigned[s.Cert] {
+		if s.SelfSigned || in.SelfSigned[s.Cert] {
 			p.Removes = append(p.Removes, Leaf{ID: s.ID, Cert: abs(s.Cert), Key: abs(s.Key),
 				Why: "self-signed by the component (its --cert-dir), never renewed by anyone: removed so it signs a new one on start (as Rancher does, rancher/rancher#41125)"})
 			continue
@@ -237,7 +237,7 @@ func NewPlan(in Input) (Plan, error) {
 		p.Listener = ListenerStatic
 	case !in.NoOfflineSecret:
 		p.Listener = ListenerBoth
-	case rowRegenTrigger(in.Profile) && rowJSONOnlyListener(in.Profile):
+	case in.Profile.RegenTrigger && in.Profile.JSONOnlyListenerRenewal():
 		// The trigger alone is enough only where the regenerated
 		// certificate survives the secret's merge at start (v0.3.4+). On
 		// the v0.3.0–v0.3.3 rows the lab, running the real v0.3.3, saw the
@@ -246,7 +246,7 @@ func NewPlan(in Input) (Plan, error) {
 		// through the API while K3s runs (ListenerOnline below).
 		p.Listener = ListenerTrigger
 		p.Trigger = abs(l.Trigger)
-	case rowJSONOnlyListener(in.Profile) && in.Method == MethodRenew:
+	case in.Profile.JSONOnlyListenerRenewal() && in.Method == MethodRenew:
 		p.Listener = ListenerJSON
 	case in.Method == MethodRenew:
 		// No trigger, and the old secret would overwrite a renewed
