@@ -22,16 +22,9 @@ func secretGetter(f *nodeFlags) source.SecretGetter {
 		return nil
 	}
 	return func(ctx context.Context) (*corev1.Secret, string, error) {
-		o := check.Options{DataDir: f.dataDir, Program: k3s.Program(f.program), Profile: f.profile, Version: f.version}
-		if p := f.ports(); p != nil {
-			o.Ports = p
-		}
-		n, err := check.Resolve(o)
-		if err != nil {
-			return nil, "", err
-		}
-		if n.Role != k3s.RoleServer {
-			return nil, "", nil // agents have no access to the secret
+		n, ok, err := serverNode(f)
+		if err != nil || !ok {
+			return nil, "", err // agents have no access to the secret
 		}
 		l := k3s.ListenerSpec(n.Program)
 		now := time.Now() // the real time: minting and TLS, never --at
@@ -89,4 +82,17 @@ func secretFromDatastore(ctx context.Context, n check.Node, l k3s.Listener, time
 		via += " (decrypted " + info.Encrypted.Provider + ":" + info.Encrypted.KeyName + ")"
 	}
 	return s, via, nil
+}
+
+// serverNode resolves the node the flags name for reading its listener
+// secret; ok is false on an agent, which has no access to the secret.
+func serverNode(f *nodeFlags) (n check.Node, ok bool, err error) {
+	o := check.Options{DataDir: f.dataDir, Program: k3s.Program(f.program), Profile: f.profile, Version: f.version}
+	if p := f.ports(); p != nil {
+		o.Ports = p
+	}
+	if n, err = check.Resolve(o); err != nil {
+		return n, false, err
+	}
+	return n, n.Role == k3s.RoleServer, nil
 }

@@ -218,16 +218,9 @@ func (s *serveIdentity) getter(f *nodeFlags) source.SecretGetter {
 		return nil
 	}
 	return func(ctx context.Context) (*corev1.Secret, string, error) {
-		o := check.Options{DataDir: f.dataDir, Program: k3s.Program(f.program), Profile: f.profile, Version: f.version}
-		if p := f.ports(); p != nil {
-			o.Ports = p
-		}
-		n, err := check.Resolve(o)
-		if err != nil {
+		n, ok, err := serverNode(f)
+		if err != nil || !ok {
 			return nil, "", err
-		}
-		if n.Role != k3s.RoleServer {
-			return nil, "", nil
 		}
 		l := k3s.ListenerSpec(n.Program)
 		via := s.reader.Via(s.whoAmI(ctx))
