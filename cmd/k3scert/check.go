@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 	"github.com/k3scert/k3scert/internal/report"
 	"github.com/k3scert/k3scert/internal/source"
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // nodeFlags are the flags every command that looks at a node shares.
@@ -139,9 +137,7 @@ func (f *nodeFlags) options(now time.Time) (check.Options, error) {
 	if o.Profile == "" && o.Version == "" {
 		o.Version = installedVersion(f.program)
 	}
-	if g := secretGetter(f); g != nil {
-		o.Secret = guardSecretInputs(o, g)
-	}
+	o.Secret = secretGetter(f)
 	return o, nil
 }
 
@@ -243,41 +239,6 @@ func blindSpots(inv *source.Inventory) []string {
 		out = append(out, fmt.Sprintf("%s %s: %s (%s)", what, p.Location, p.Detail, p.Reason))
 	}
 	return out
-}
-
-// guardSecretInputs wraps a secret getter: before it runs, every file the
-// API and datastore readers open (internal/kube and internal/datastore
-// read them on their own) goes through source.ReadFile, so a FIFO or a
-// huge file in their place is an error, never a hang or exhausted memory.
-func guardSecretInputs(o check.Options, get source.SecretGetter) source.SecretGetter {
-	return func(ctx context.Context) (*corev1.Secret, string, error) {
-		n, err := check.Resolve(check.Options{DataDir: o.DataDir, Program: o.Program, Profile: o.Profile, Version: o.Version})
-		if err != nil {
-			return get(ctx) // the getter reports it its own way
-		}
-		p := func(rel string) string { return filepath.Join(n.DataDir, filepath.FromSlash(rel)) }
-		var files []string
-		ds := k3s.DatastoreSpec(n.Program)
-		for _, id := range []string{"server-ca", "client-ca", ds.EtcdCA, ds.EtcdClient} {
-			if s, ok := k3s.ByID(n.Program, k3s.ProfileCurrent, id); ok {
-				files = append(files, p(s.Cert))
-				if s.Key != "" && id != "server-ca" && id != ds.EtcdCA {
-					files = append(files, p(s.Key))
-				}
-			}
-		}
-		files = append(files, p(ds.EncryptionCfg))
-		for _, f := range files {
-			if _, err := source.ReadFile(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, "", fmt.Errorf("not reading the secret: %w", err)
-			}
-		}
-		// The SQLite database may be large: only its type is checked.
-		if fi, err := os.Stat(p(ds.SQLite)); err == nil && !fi.Mode().IsRegular() {
-			return nil, "", fmt.Errorf("not reading the secret: %s: %w", p(ds.SQLite), source.ErrNotRegular)
-		}
-		return get(ctx)
-	}
 }
 
 // ports overrides the program's default ports (--supervisor-port,

@@ -38,6 +38,11 @@ func secretGetter(f *nodeFlags) source.SecretGetter {
 			if err == nil {
 				return s, via, nil
 			}
+			if errors.Is(err, source.ErrNotRegular) || errors.Is(err, source.ErrTooLarge) {
+				// A node file that is a FIFO or huge is a finding, not
+				// a reason to try the datastore next.
+				return nil, "", fmt.Errorf("not reading the secret: %w", err)
+			}
 			s, via, derr := secretFromDatastore(ctx, n, l, f.timeout)
 			if derr != nil {
 				return nil, "", fmt.Errorf("API: %v; datastore: %w", err, derr)

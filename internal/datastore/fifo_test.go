@@ -24,6 +24,9 @@ func TestNodeFilesThatAreFIFOsAreRefused(t *testing.T) {
 	if _, err := loadKeyPair(fifo, fifo); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("etcd client certificate as a FIFO: %v, want not a regular file", err)
 	}
+	if _, err := OpenSQLite(fifo, ""); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("state.db as a FIFO: %v, want not a regular file", err)
+	}
 	if _, err := LoadEncryption(fifo); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("encryption config as a FIFO: %v, want not a regular file", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/k3scert/k3scert/internal/source"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,6 +47,10 @@ func OpenSQLite(path, socket string) (*SQLite, error) {
 	}
 	if fi.IsDir() {
 		return nil, fmt.Errorf("kine database %s is a directory", abs)
+	}
+	if !fi.Mode().IsRegular() {
+		// A read-only open of a FIFO would wait for a writer forever.
+		return nil, fmt.Errorf("kine database %s: %w", abs, source.ErrNotRegular)
 	}
 	return &SQLite{Path: abs, Socket: socket}, nil
 }
