@@ -77,12 +77,12 @@ func (p Plan) Summary() string {
 	}
 	b.WriteString("): one node at a time; a node that fails rolls itself back and stops the run\n")
 	for _, s := range p.Steps {
-		what := "agent: restart, fetch fresh certificates from a server, verify"
+		what := "restart, fetch fresh certificates from a server, verify"
 		switch s.Listener {
 		case ListenerRenew:
-			what = fmt.Sprintf("server: its leaves, and renews the shared %s secret once", k3s.ListenerSpec(p.Program).SecretName)
+			what = fmt.Sprintf("its leaves, and renews the shared %s secret once", k3s.ListenerSpec(p.Program).SecretName)
 		case ListenerAdopt:
-			what = "server: its leaves; adopts the already renewed secret into its dynamic-cert.json"
+			what = "its leaves; adopts the already renewed secret into its dynamic-cert.json"
 		}
 		fmt.Fprintf(&b, "  %d. %-20s %-6s %s\n", s.Order, s.Node.Name, s.Node.Role, what)
 		if s.Node.API != "" {
