@@ -162,6 +162,7 @@ func run(ctx context.Context, p Plan, r Runner, j *journal, journalPath string, 
 			nr.State = "done earlier"
 			if res, ok := st.Results[s.Node.Name]; ok {
 				nr.Result = &res
+				nr.Duration = res.Finished.Sub(res.Started)
 			}
 			continue
 		}
