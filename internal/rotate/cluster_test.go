@@ -170,3 +170,51 @@ func TestClusterAdoptWithoutOfflineSecret(t *testing.T) {
 func nodeOf(t *testing.T) report.Node {
 	return report.Node{DataDir: t.TempDir(), Program: "k3s", Role: "server"}
 }
+
+// A server with datastore-endpoint (config.yaml): an etcd-API endpoint over
+// http:// (kine, or etcd without client TLS) keeps running while K3s is
+// stopped, so the secret is written through it (renew) or read from it
+// (adopt); https:// (client TLS k3scert does not read) and SQL DSNs are
+// not reachable offline and fall back to the row's JSON/trigger/online
+// path; the endpoint's credentials never reach the plan.
+func TestExternalDatastorePlan(t *testing.T) {
+	cases := []struct {
+		endpoint, listener, adopt, describe string
+		external                            bool
+	}{
+		{"http://127.0.0.1:1", rotate.ListenerBoth, rotate.ListenerAdopt, "external etcd-API datastore", true},
+		{"https://etcd.example:2379", rotate.ListenerTrigger, rotate.ListenerAdoptRestart, "over TLS", false},
+		{"mysql://admin:hunter2@tcp(db:3306)/k3s", rotate.ListenerTrigger, rotate.ListenerAdoptRestart, "external mysql datastore", false},
+		{"postgres://admin:hunter2@db:5432/k3s", rotate.ListenerTrigger, rotate.ListenerAdoptRestart, "external postgres datastore", false},
+	}
+	for _, c := range cases {
+		n := newFNode(t, k3s.ProfileCurrent, nil)
+		if err := os.MkdirAll(filepath.Join(n.root, "etc/rancher/k3s"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(n.root, "etc/rancher/k3s/config.yaml"), []byte("datastore-endpoint: \""+c.endpoint+"\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range []string{rotate.ClusterRenew, rotate.ClusterAdopt} {
+			in, err := rotate.GatherNode(context.Background(), rotate.GatherOptions{Check: n.checkOptions(k3s.ProfileCurrent, install), Method: rotate.MethodRenew,
+				Service: "fake k3s", Root: n.root, ClusterListener: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := rotate.NewPlan(in)
+			if err != nil {
+				t.Fatalf("%s %s: %v", c.endpoint, mode, err)
+			}
+			want := c.listener
+			if mode == rotate.ClusterAdopt {
+				want = c.adopt
+			}
+			if p.Listener != want || p.ExternalDatastore != c.external || !strings.Contains(p.Datastore, c.describe) {
+				t.Errorf("%s %s: listener %q external %v datastore %q; want %q %v %q", c.endpoint, mode, p.Listener, p.ExternalDatastore, p.Datastore, want, c.external, c.describe)
+			}
+			if strings.Contains(p.Summary(), "hunter2") || strings.Contains(p.Datastore, "admin") {
+				t.Errorf("%s: the plan shows the endpoint's credentials", c.endpoint)
+			}
+		}
+	}
+}
