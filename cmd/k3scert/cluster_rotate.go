@@ -58,6 +58,16 @@ certificates are checked. See docs/runbooks/ha-expired.md.
 func runClusterRotate(cmd *cobra.Command, f *clusterRotateFlags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	finished := make(chan struct{})
+	defer close(finished) // before stop(): no interrupt message at a normal end
+	go func() {
+		select {
+		case <-finished:
+		case <-ctx.Done():
+			stop() // a second Ctrl-C ends k3scert at once (the node's remote rotation goes on)
+			fmt.Fprintln(cmd.ErrOrStderr(), "k3scert: interrupted: the node in progress finishes, then the run stops (--resume continues); Ctrl-C again to quit now")
+		}
+	}()
 	out := cmd.OutOrStdout()
 	switch {
 	case f.inventory == "":

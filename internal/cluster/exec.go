@@ -177,7 +177,10 @@ func run(ctx context.Context, p Plan, r Runner, j *journal, journalPath string, 
 		if err := j.write(record{T: recStarted, At: t0, Node: s.Node.Name, Order: s.Order, Mode: mode}); err != nil {
 			return finish(err)
 		}
-		res, err := call(ctx, s)
+		// An interrupt (Ctrl-C) lets the node in progress finish (a node
+		// cut off mid-rotation would be left for its own --resume); the
+		// run stops before the next node.
+		res, err := call(context.WithoutCancel(ctx), s)
 		nr.Duration = now().Sub(t0)
 		if res.Node != "" || !res.Finished.IsZero() || res.Outcome != "" {
 			nr.Result = &res
