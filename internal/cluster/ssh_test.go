@@ -473,6 +473,35 @@ nodes:
 	if st, err := cluster.ReadJournal(invPath + ".journal"); err != nil || !st.Complete {
 		t.Errorf("cluster journal after resume: %+v %v", st, err)
 	}
+
+	// A controller that died after s2's own rotation completed but before
+	// the cluster journal recorded it: --resume asks s2 to resume, s2's
+	// journal says complete, so s2 counts as done and is NOT rotated again.
+	lines := strings.SplitAfter(string(mustRead(t, invPath+".journal")), "\n")
+	cut, starts := 0, 0
+	for i, l := range lines {
+		if strings.Contains(l, `"t":"started"`) && strings.Contains(l, `"node":"s2"`) {
+			if starts++; starts == 2 {
+				cut = i + 1
+			}
+		}
+	}
+	if cut == 0 {
+		t.Fatalf("no second start of s2 in the journal:\n%s", strings.Join(lines, ""))
+	}
+	crashed := filepath.Join(t.TempDir(), "crashed.journal")
+	os.WriteFile(crashed, []byte(strings.Join(lines[:cut], "")), 0o600)
+	before, _ := filepath.Glob(rotate.JournalPath(s2.dataDir, k3s.RoleServer) + ".*")
+	out, stderr, err = k3scert("cluster", "rotate", "-i", invPath, "--resume", "--journal", crashed, "-o", "json")
+	if err != nil {
+		t.Fatalf("resume after a crash: %v\n%s\nstderr:\n%s", err, out, stderr)
+	}
+	rep = cluster.Report{}
+	json.Unmarshal(out, &rep)
+	after2, _ := filepath.Glob(rotate.JournalPath(s2.dataDir, k3s.RoleServer) + ".*")
+	if !rep.Verified || rep.Nodes[1].State != "done" || rep.Nodes[1].Result == nil || !strings.Contains(rep.Nodes[1].Result.Outcome, "had completed") || len(after2) != len(before) {
+		t.Errorf("resume after a crash: s2 %+v, s2's journals before %d after %d", rep.Nodes[1], len(before), len(after2))
+	}
 }
 
 func mustRead(t *testing.T, p string) []byte {
