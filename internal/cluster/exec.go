@@ -83,6 +83,24 @@ func (e *VerifyError) Error() string {
 	return "cluster verification failed: " + strings.Join(e.Problems, "; ")
 }
 
+// Preflighter is a Runner that can check, before anything is changed,
+// that it reaches every node of the run (the SSH runner: ssh and the
+// remote k3scert answer). Run and Resume call it when the Runner has it.
+type Preflighter interface {
+	Preflight(ctx context.Context, steps []NodeStep) error
+}
+
+func preflight(ctx context.Context, r Runner, steps []NodeStep) error {
+	pf, ok := r.(Preflighter)
+	if !ok || len(steps) == 0 {
+		return nil
+	}
+	if err := pf.Preflight(ctx, steps); err != nil {
+		return fmt.Errorf("preflight: %w; nothing was changed on any node", err)
+	}
+	return nil
+}
+
 // Run executes a cluster plan with a Runner: node by node in plan order,
 // each start and outcome journaled (fsync'd) in journalPath; it stops at
 // the first node that fails (that node's own rotation has rolled itself
@@ -95,6 +113,9 @@ func Run(ctx context.Context, p Plan, r Runner, journalPath string, now func() t
 	}
 	if st, err := ReadJournal(journalPath); err == nil && !st.Complete {
 		return Report{}, fmt.Errorf("%w (%s): run again with --resume to continue it", ErrInterrupted, journalPath)
+	}
+	if err := preflight(ctx, r, p.Steps); err != nil {
+		return Report{}, err
 	}
 	j, err := createJournal(journalPath, p, now())
 	if err != nil {
@@ -122,6 +143,15 @@ func Resume(ctx context.Context, want Plan, r Runner, journalPath string, now fu
 	}
 	if len(want.Steps) > 0 && !want.same(st.Plan) {
 		return Report{}, fmt.Errorf("%s: the inventory no longer matches the interrupted run's plan (nodes, order, roles or hosts changed); resume with the inventory it started with", journalPath)
+	}
+	var todo []NodeStep
+	for _, s := range st.Plan.Steps {
+		if st.Nodes[s.Node.Name] != NodeDone {
+			todo = append(todo, s)
+		}
+	}
+	if err := preflight(ctx, r, todo); err != nil {
+		return Report{}, err
 	}
 	j, err := openJournal(journalPath)
 	if err != nil {

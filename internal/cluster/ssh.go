@@ -278,6 +278,34 @@ func (r *SSHRunner) Resume(ctx context.Context, s NodeStep) (NodeResult, error) 
 	return nr, err
 }
 
+// Preflight implements Preflighter: every node answers over ssh (with
+// sudo -n when the inventory says so) and runs the remote k3scert
+// (`k3scert version -o json`). All nodes are tried; every failure is
+// named.
+func (r *SSHRunner) Preflight(ctx context.Context, steps []NodeStep) error {
+	var bad []string
+	for _, s := range steps {
+		out, tail, code, err := r.run(ctx, s.Node, r.remote(r.k3scert(), "version", "-o", "json"))
+		var v struct {
+			Version string `json:"version"`
+		}
+		switch {
+		case err != nil:
+			bad = append(bad, fmt.Sprintf("%s: %v", s.Node.Name, err))
+		case code != 0:
+			bad = append(bad, fmt.Sprintf("%s: %s version exited %d: %s", s.Node.Name, r.k3scert(), code, tail))
+		case json.Unmarshal(out, &v) != nil:
+			bad = append(bad, fmt.Sprintf("%s: %s version printed no JSON (not k3scert?)", s.Node.Name, r.k3scert()))
+		case r.Log != nil:
+			fmt.Fprintf(r.Log, "[%s] reachable, k3scert %s\n", s.Node.Name, v.Version)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%d of %d nodes cannot be reached or run k3scert: %s", len(bad), len(steps), strings.Join(bad, "; "))
+	}
+	return nil
+}
+
 // Verify implements Runner.
 func (r *SSHRunner) Verify(ctx context.Context, n Node) (NodeCheck, error) {
 	c := NodeCheck{Node: n.Name, Role: n.Role}

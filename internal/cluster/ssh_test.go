@@ -408,6 +408,22 @@ nodes:
 		t.Fatalf("dry run:\n%s", out)
 	}
 
+	// An unreachable node is found before anything changes: the run is
+	// refused, every node is left alone, no journal is written.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte(inv+"  - {name: a9, role: agent, host: nohost.invalid}\n"), 0o600)
+	out, stderr, err = k3scert("cluster", "rotate", "-i", bad, "--yes")
+	if err == nil || !strings.Contains(stderr, "preflight: 1 of 4 nodes cannot be reached") || !strings.Contains(stderr, "a9: ssh nohost.invalid failed") ||
+		!strings.Contains(stderr, "nothing was changed") {
+		t.Fatalf("run with an unreachable node: %v\n%s\nstderr:\n%s", err, out, stderr)
+	}
+	if _, err := os.Stat(bad + ".journal"); err == nil {
+		t.Error("a refused run wrote a journal")
+	}
+	if _, err := os.Stat(rotate.JournalPath(s1.dataDir, k3s.RoleServer)); err == nil {
+		t.Error("a refused run touched s1")
+	}
+
 	// The run: s1 renews, s2's start fails once and rolls s2 back.
 	out, stderr, err = k3scert("cluster", "rotate", "-i", invPath, "--yes", "-o", "json")
 	if err == nil {
