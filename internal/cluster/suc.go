@@ -247,7 +247,7 @@ func RBAC(o PlansOptions) ([]any, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: labels}}
 	role := rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: labels},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{PlanGroup}, Resources: []string{PlanResource}, Verbs: []string{"get"}}}}
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{PlanGroup}, Resources: []string{PlanResource}, Verbs: []string{"get"}}}}
 	subj := []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: o.Namespace}}
 	rb := rbacv1.RoleBinding{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: labels},
