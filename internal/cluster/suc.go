@@ -177,8 +177,8 @@ func (o PlansOptions) HostRotateArgs(role Role) []string {
 	return append(a, o.JobRotateArgs(role)...)
 }
 
-// Plans generates the server and the agent Plan.
-func Plans(o PlansOptions) (server, agent Plan, err error) {
+// SUCPlans generates the server and the agent Plan.
+func SUCPlans(o PlansOptions) (server, agent SUCPlan, err error) {
 	if err := o.defaults(); err != nil {
 		return server, agent, err
 	}
@@ -187,13 +187,13 @@ func Plans(o PlansOptions) (server, agent Plan, err error) {
 		return metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: map[string]string{
 			"app.kubernetes.io/name": "k3scert", "app.kubernetes.io/component": "rotate-" + role}}
 	}
-	upgrade := func(role Role) *ContainerSpec {
-		return &ContainerSpec{Image: o.Image, Command: []string{ImageBinary}, Args: o.HostRotateArgs(role)}
+	upgrade := func(role Role) *SUCContainerSpec {
+		return &SUCContainerSpec{Image: o.Image, Command: []string{ImageBinary}, Args: o.HostRotateArgs(role)}
 	}
-	server = Plan{
+	server = SUCPlan{
 		TypeMeta:   metav1.TypeMeta{APIVersion: PlanAPIVersion, Kind: PlanKind},
 		ObjectMeta: meta(o.ServerPlan, "server"),
-		Spec: PlanSpec{
+		Spec: SUCPlanSpec{
 			Concurrency: 1, // one server at a time: quorum and the API stay up
 			Version:     o.RunID,
 			NodeSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
@@ -209,17 +209,17 @@ func Plans(o PlansOptions) (server, agent Plan, err error) {
 			Upgrade: upgrade(RoleServer),
 		},
 	}
-	agent = Plan{
+	agent = SUCPlan{
 		TypeMeta:   metav1.TypeMeta{APIVersion: PlanAPIVersion, Kind: PlanKind},
 		ObjectMeta: meta(o.AgentPlan, "agent"),
-		Spec: PlanSpec{
+		Spec: SUCPlanSpec{
 			Concurrency: o.AgentConcurrency,
 			Version:     o.RunID,
 			NodeSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: LabelControlPlane, Operator: metav1.LabelSelectorOpDoesNotExist}}},
 			ServiceAccountName:    o.ServiceAccount,
 			JobActiveDeadlineSecs: &deadline,
-			Prepare: &ContainerSpec{Image: o.Image, Command: []string{ImageBinary},
+			Prepare: &SUCContainerSpec{Image: o.Image, Command: []string{ImageBinary},
 				Args: []string{"cluster", "wait-plan", o.ServerPlan}},
 			Upgrade: upgrade(RoleAgent),
 		},
@@ -269,7 +269,7 @@ func Manifest(o PlansOptions) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, a, err := Plans(o)
+	s, a, err := SUCPlans(o)
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +281,7 @@ func Manifest(o PlansOptions) ([]any, error) {
 type planManifest struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              PlanSpec `json:"spec"`
+	Spec              SUCPlanSpec `json:"spec"`
 }
 
 // RenderYAML writes objects as a multi-document YAML stream.
@@ -314,8 +314,8 @@ func RenderJSON(objs []any) ([]byte, error) {
 // DecodePlansStrict decodes the Plans of a YAML stream into the mirrored
 // upstream structs with unknown fields disallowed; other kinds are
 // skipped. A field the Plan API does not have is an error.
-func DecodePlansStrict(stream []byte) ([]Plan, error) {
-	var plans []Plan
+func DecodePlansStrict(stream []byte) ([]SUCPlan, error) {
+	var plans []SUCPlan
 	for i, doc := range splitYAML(stream) {
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
@@ -325,9 +325,9 @@ func DecodePlansStrict(stream []byte) ([]Plan, error) {
 			continue
 		}
 		if tm.APIVersion != PlanAPIVersion {
-			return nil, fmt.Errorf("document %d: Plan apiVersion %q, want %s", i+1, tm.APIVersion, PlanAPIVersion)
+			return nil, fmt.Errorf("document %d: SUCPlan apiVersion %q, want %s", i+1, tm.APIVersion, PlanAPIVersion)
 		}
-		var p Plan
+		var p SUCPlan
 		if err := yaml.UnmarshalStrict(doc, &p); err != nil {
 			return nil, fmt.Errorf("document %d (Plan): %w", i+1, err)
 		}

@@ -9,7 +9,9 @@ package cluster
 // Source: github.com/rancher/system-upgrade-controller at commit
 // d357e2302999662071e0467b96e94f31b5c470ba (2026-08-06, "Update README
 // (#439)"), file pkg/apis/upgrade.cattle.io/v1/types.go, unless a comment
-// names another file. JSON names are exactly upstream's tags. The CRD the
+// names another file. JSON names are exactly upstream's tags; the Go type
+// names carry an SUC prefix (upstream: Plan, PlanSpec, PlanStatus,
+// ContainerSpec, ...) because package cluster has its own Plan. The CRD the
 // controller installs from the same commit
 // (pkg/crds/yaml/generated/upgrade.cattle.io_plans.yaml) is vendored as
 // deploy/suc/crd-plans.upgrade.cattle.io.yaml.
@@ -59,18 +61,18 @@ const SUCHostRoot = "/host"
 // NodeSelector: corev1.LabelHostname Exists).
 const SUCHostnameLabel = corev1.LabelHostname
 
-// Plan represents a set of Jobs to apply an upgrade (or other operation)
+// SUCPlan represents a set of Jobs to apply an upgrade (or other operation)
 // to set of Nodes.
-type Plan struct {
+type SUCPlan struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   PlanSpec   `json:"spec,omitempty"`
-	Status PlanStatus `json:"status,omitempty"`
+	Spec   SUCPlanSpec   `json:"spec,omitempty"`
+	Status SUCPlanStatus `json:"status,omitempty"`
 }
 
-// PlanSpec represents the user-configurable details of a Plan.
-type PlanSpec struct {
+// SUCPlanSpec represents the user-configurable details of a Plan.
+type SUCPlanSpec struct {
 	// The maximum number of concurrent nodes to apply this update on.
 	Concurrency int64 `json:"concurrency,omitempty"`
 	// Sets ActiveDeadlineSeconds on Jobs generated to apply this Plan; 0:
@@ -90,23 +92,23 @@ type PlanSpec struct {
 	// version re-runs the plan on every node.
 	Version string `json:"version,omitempty"`
 	// Secrets to be mounted into the Job Pod.
-	Secrets []SecretSpec `json:"secrets,omitempty"`
+	Secrets []SUCSecretSpec `json:"secrets,omitempty"`
 	// Node taints tolerated by the job's pods, appended to the default
 	// {key: node.kubernetes.io/unschedulable, effect: NoSchedule, operator: Exists}.
 	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 	// Jobs for exclusive plans cannot be run alongside any other exclusive plan.
 	Exclusive bool `json:"exclusive,omitempty"`
 	// A time window in which to execute Jobs for this Plan.
-	Window *TimeWindowSpec `json:"window,omitempty"`
+	Window *SUCTimeWindowSpec `json:"window,omitempty"`
 	// The prepare init container, if specified, is run before cordon/drain
 	// which is run before the upgrade container.
-	Prepare *ContainerSpec `json:"prepare,omitempty"`
+	Prepare *SUCContainerSpec `json:"prepare,omitempty"`
 	// The upgrade container; must be specified.
-	Upgrade *ContainerSpec `json:"upgrade"`
+	Upgrade *SUCContainerSpec `json:"upgrade"`
 	// If Cordon is true, the node is cordoned before the upgrade container is run.
 	Cordon bool `json:"cordon,omitempty"`
 	// Configuration for draining nodes prior to upgrade.
-	Drain *DrainSpec `json:"drain,omitempty"`
+	Drain *SUCDrainSpec `json:"drain,omitempty"`
 	// Image Pull Secrets, used to pull images for the Job.
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 	// Time after a Job for one Node is complete before a new Job will be
@@ -119,9 +121,9 @@ type PlanSpec struct {
 	PostCompleteLabels map[string]string `json:"postCompleteLabels,omitempty"`
 }
 
-// PlanStatus represents the resulting state from processing Plan events.
-type PlanStatus struct {
-	Conditions []GenericCondition `json:"conditions,omitempty"`
+// SUCPlanStatus represents the resulting state from processing Plan events.
+type SUCPlanStatus struct {
+	Conditions []SUCCondition `json:"conditions,omitempty"`
 	// The latest version, as resolved from .spec.version, or the channel server.
 	LatestVersion string `json:"latestVersion,omitempty"`
 	// The hash of the most recently applied plan .spec.
@@ -130,11 +132,11 @@ type PlanStatus struct {
 	Applying []string `json:"applying,omitempty"`
 }
 
-// GenericCondition is github.com/rancher/wrangler/v3 (v3.7.0 in upstream's
+// SUCCondition is github.com/rancher/wrangler/v3 (v3.7.0 in upstream's
 // go.mod) pkg/genericcondition.GenericCondition, mirrored from the
 // schema of status.conditions in the CRD of the same SUC commit
 // (pkg/crds/yaml/generated/upgrade.cattle.io_plans.yaml).
-type GenericCondition struct {
+type SUCCondition struct {
 	Type               string `json:"type"`
 	Status             string `json:"status"`
 	LastUpdateTime     string `json:"lastUpdateTime,omitempty"`
@@ -143,9 +145,9 @@ type GenericCondition struct {
 	Message            string `json:"message,omitempty"`
 }
 
-// ContainerSpec is a simplified container template spec, used to
+// SUCContainerSpec is a simplified container template spec, used to
 // configure the prepare and upgrade containers of the Job Pod.
-type ContainerSpec struct {
+type SUCContainerSpec struct {
 	// Image name. If the tag is omitted, the value from
 	// .status.latestVersion will be used (pkg/upgrade/container/container.go
 	// WithLatestTag) — so k3scert always names a tag.
@@ -154,19 +156,19 @@ type ContainerSpec struct {
 	Args            []string                `json:"args,omitempty"`
 	Env             []corev1.EnvVar         `json:"envs,omitempty"`
 	EnvFrom         []corev1.EnvFromSource  `json:"envFrom,omitempty"`
-	Volumes         []VolumeSpec            `json:"volumes,omitempty"`
+	Volumes         []SUCVolumeSpec         `json:"volumes,omitempty"`
 	SecurityContext *corev1.SecurityContext `json:"securityContext,omitempty"`
 }
 
-// VolumeSpec is a HostPath volume to mount into the pod.
-type VolumeSpec struct {
+// SUCVolumeSpec is a HostPath volume to mount into the pod.
+type SUCVolumeSpec struct {
 	Name        string `json:"name"`
 	Source      string `json:"source"`
 	Destination string `json:"destination"`
 }
 
-// DrainSpec encapsulates kubectl drain parameters minus node/pod selectors.
-type DrainSpec struct {
+// SUCDrainSpec encapsulates kubectl drain parameters minus node/pod selectors.
+type SUCDrainSpec struct {
 	Timeout                  *intstr.IntOrString   `json:"timeout,omitempty"`
 	GracePeriod              *int32                `json:"gracePeriod,omitempty"`
 	DeleteLocalData          *bool                 `json:"deleteLocalData,omitempty"`
@@ -178,21 +180,21 @@ type DrainSpec struct {
 	PodSelector              *metav1.LabelSelector `json:"podSelector,omitempty"`
 }
 
-// SecretSpec describes a Secret to be mounted for prepare/upgrade containers.
-type SecretSpec struct {
+// SUCSecretSpec describes a Secret to be mounted for prepare/upgrade containers.
+type SUCSecretSpec struct {
 	Name          string `json:"name"`
 	Path          string `json:"path"`
 	IgnoreUpdates bool   `json:"ignoreUpdates,omitempty"`
 	DefaultMode   *int32 `json:"defaultMode,omitempty"`
 }
 
-// Day is a day of a time window ("0".."6", "su", "mon", "friday", ...).
-type Day string
+// SUCDay is a day of a time window ("0".."6", "su", "mon", "friday", ...).
+type SUCDay string
 
-// TimeWindowSpec describes a time window in which a Plan should be processed.
-type TimeWindowSpec struct {
-	Days      []Day  `json:"days,omitempty"`
-	StartTime string `json:"startTime,omitempty"`
-	EndTime   string `json:"endTime,omitempty"`
-	TimeZone  string `json:"timeZone,omitempty"`
+// SUCTimeWindowSpec describes a time window in which a Plan should be processed.
+type SUCTimeWindowSpec struct {
+	Days      []SUCDay `json:"days,omitempty"`
+	StartTime string   `json:"startTime,omitempty"`
+	EndTime   string   `json:"endTime,omitempty"`
+	TimeZone  string   `json:"timeZone,omitempty"`
 }

@@ -263,7 +263,7 @@ func TestSucLabAPI(t *testing.T) {
 		if err := os.WriteFile(kc, []byte(kcText), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, agent, err := cluster.Plans(labOptions())
+		_, agent, err := cluster.SUCPlans(labOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +367,7 @@ func TestSucLabJobCommand(t *testing.T) {
 		"--supervisor-port=" + strconv.Itoa(ports.Supervisor), "--apiserver-port=" + strconv.Itoa(ports.APIServer),
 		`--stop-cmd=echo stop > /run/labctl/req && read r < /run/labctl/ack && test "$r" = ok`,
 		`--start-cmd=echo start > /run/labctl/req && read r < /run/labctl/ack && test "$r" = ok`}
-	srv, _, err := cluster.Plans(o)
+	srv, _, err := cluster.SUCPlans(o)
 	if err != nil {
 		t.Fatal(err)
 	}

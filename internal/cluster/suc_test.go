@@ -131,7 +131,7 @@ func TestSucStrictRejectsUnknownFields(t *testing.T) {
 		t.Errorf("envs: %v", err)
 	}
 	if _, err := DecodePlansStrict([]byte(strings.Replace(good, "apiVersion: upgrade.cattle.io/v1", "apiVersion: upgrade.cattle.io/v2", 1))); err == nil {
-		t.Errorf("a Plan of another version decoded")
+		t.Errorf("a SUCPlan of another version decoded")
 	}
 }
 
@@ -208,7 +208,7 @@ func sucNode(name string, labels map[string]string) corev1.Node {
 }
 
 func TestSucProgressAndSelector(t *testing.T) {
-	srv, _, err := Plans(sucOptions())
+	srv, _, err := SUCPlans(sucOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,8 +122,8 @@ type apiError struct {
 func (e *apiError) Error() string { return e.Msg }
 
 // Plan reads namespace/name.
-func (w *PlanWatcher) Plan(ctx context.Context, namespace, name string) (*Plan, error) {
-	var p Plan
+func (w *PlanWatcher) Plan(ctx context.Context, namespace, name string) (*SUCPlan, error) {
+	var p SUCPlan
 	path := "/apis/" + PlanAPIVersion + "/namespaces/" + url.PathEscape(namespace) + "/" + PlanResource + "/" + url.PathEscape(name)
 	if err := w.get(ctx, path, nil, &p); err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ func (w *PlanWatcher) Plan(ctx context.Context, namespace, name string) (*Plan, 
 // controller computes it (pkg/upgrade/plan/plan.go NodeSelector: the
 // plan's nodeSelector plus kubernetes.io/hostname Exists; nodes labelled
 // plan.upgrade.cattle.io/<plan>=disabled are left out, SelectConcurrentNodes).
-func Selector(p *Plan) (labels.Selector, error) {
+func Selector(p *SUCPlan) (labels.Selector, error) {
 	sel, err := metav1.LabelSelectorAsSelector(p.Spec.NodeSelector)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: nodeSelector: %w", p.Name, err)
@@ -168,7 +168,7 @@ func (w *PlanWatcher) Progress(ctx context.Context, namespace, name string) (Pla
 	return progressOf(p, nodes.Items), nil
 }
 
-func progressOf(p *Plan, nodes []corev1.Node) PlanProgress {
+func progressOf(p *SUCPlan, nodes []corev1.Node) PlanProgress {
 	pr := PlanProgress{Plan: p.Name, LatestHash: p.Status.LatestHash, Applying: p.Status.Applying,
 		Selected: []string{}, Done: []string{}}
 	key := SUCPlanLabel(p.Name)
