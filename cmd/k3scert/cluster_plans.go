@@ -129,30 +129,12 @@ In a job it uses the pod's ServiceAccount (get plans, get/list nodes); elsewhere
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			var cfg *rest.Config
-			var err error
-			if kubeconfig != "" {
-				cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-			} else {
-				cfg, err = rest.InClusterConfig()
-				if errors.Is(err, rest.ErrNotInCluster) {
-					return cliutil.WithHint(err, "outside a pod pass --kubeconfig")
-				}
-			}
-			if err != nil {
-				return err
-			}
-			if namespace == "" {
-				namespace = cluster.DefaultSUCNamespace
-				if b, err := os.ReadFile(saNamespaceFile); err == nil && kubeconfig == "" {
-					namespace = strings.TrimSpace(string(b))
-				}
-			}
-			w, err := cluster.NewPlanWatcher(cfg)
+			w, ns, err := planWatcher(kubeconfig, namespace)
 			if err != nil {
 				return err
 			}
 			defer w.Close()
+			namespace = ns
 			out := cmd.OutOrStdout()
 			_, err = w.WaitPlan(ctx, namespace, args[0], cluster.WaitOptions{Interval: interval,
 				Report: func(s string) { fmt.Fprintf(out, "%s %s\n", time.Now().UTC().Format(time.RFC3339), s) }})
@@ -171,8 +153,42 @@ In a job it uses the pod's ServiceAccount (get plans, get/list nodes); elsewhere
 	return c
 }
 
+// planWatcher connects with --kubeconfig, else the pod's ServiceAccount,
+// else $KUBECONFIG (by hand on a node); the namespace defaults to the
+// pod's, else system-upgrade.
+func planWatcher(kubeconfig, namespace string) (*cluster.PlanWatcher, string, error) {
+	inPod := false
+	var cfg *rest.Config
+	var err error
+	switch {
+	case kubeconfig != "":
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	default:
+		cfg, err = rest.InClusterConfig()
+		inPod = err == nil
+		if errors.Is(err, rest.ErrNotInCluster) {
+			if env := os.Getenv("KUBECONFIG"); env != "" {
+				cfg, err = clientcmd.BuildConfigFromFlags("", env)
+			} else {
+				return nil, "", cliutil.WithHint(err, "outside a pod pass --kubeconfig")
+			}
+		}
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if namespace == "" {
+		namespace = cluster.DefaultSUCNamespace
+		if b, err := os.ReadFile(saNamespaceFile); err == nil && inPod {
+			namespace = strings.TrimSpace(string(b))
+		}
+	}
+	w, err := cluster.NewPlanWatcher(cfg)
+	return w, namespace, err
+}
+
 func newClusterHostRotateCmd() *cobra.Command {
-	var hostRoot, hostBinary string
+	var hostRoot, hostBinary, fromPlan, namespace, kubeconfig string
 	c := &cobra.Command{
 		Use:   "host-rotate [flags] -- K3SCERT-ARGS...",
 		Short: "In a system-upgrade-controller job: install k3scert on the node and run it in the node's root",
@@ -181,7 +197,12 @@ this binary to --host-binary under --host-root (the node's root, mounted at /hos
 controller), then chroots into --host-root and executes that copy with K3SCERT-ARGS, e.g.
 'rotate --yes --program=k3s --unit=k3s'. The rotation thus runs with the node's paths, service
 manager and loopback listeners, and its journal and backup stay on the node next to the binary
-that can resume or roll it back by hand.`,
+that can resume or roll it back by hand.
+
+With --listener-from-plan (the server plan) it first decides the server's part in the shared
+listener secret and passes it as rotate's --cluster-listener: renew on the run's first server,
+adopt once another server carries the plan's completed label (node from
+$SYSTEM_UPGRADE_NODE_NAME, which the controller sets).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 0 {
@@ -198,6 +219,29 @@ that can resume or roll it back by hand.`,
 			if wrote {
 				fmt.Fprintf(cmd.OutOrStdout(), "k3scert: installed %s on the node\n", hostBinary)
 			}
+			if fromPlan != "" {
+				node := os.Getenv("SYSTEM_UPGRADE_NODE_NAME")
+				if node == "" {
+					return errors.New("--listener-from-plan: SYSTEM_UPGRADE_NODE_NAME is not set (the controller sets it in the job)")
+				}
+				w, ns, err := planWatcher(kubeconfig, namespace)
+				if err != nil {
+					return err
+				}
+				ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+				pr, err := w.Progress(ctx, ns, fromPlan)
+				cancel()
+				w.Close()
+				if err != nil {
+					return fmt.Errorf("--listener-from-plan: %w", err)
+				}
+				if pr.LatestHash == "" {
+					return fmt.Errorf("--listener-from-plan: plan %s/%s has no status.latestHash yet", ns, fromPlan)
+				}
+				mode, why := cluster.ListenerModeFor(pr, node)
+				fmt.Fprintf(cmd.OutOrStdout(), "k3scert: %s's listener part: %s, %s\n", node, mode, why)
+				args = append(args, "--cluster-listener="+mode)
+			}
 			argv, err := cluster.HostArgv(hostBinary, args)
 			if err != nil {
 				return err
@@ -208,5 +252,8 @@ that can resume or roll it back by hand.`,
 	}
 	c.Flags().StringVar(&hostRoot, "host-root", cluster.SUCHostRoot, "the node's root file system")
 	c.Flags().StringVar(&hostBinary, "host-binary", cluster.DefaultHostBinary, "where to install k3scert on the node")
+	c.Flags().StringVar(&fromPlan, "listener-from-plan", "", "server plan whose progress decides rotate's --cluster-listener (renew on the first server, then adopt)")
+	c.Flags().StringVarP(&namespace, "namespace", "n", "", "the plan's namespace (default: the pod's, else "+cluster.DefaultSUCNamespace+")")
+	c.Flags().StringVar(&kubeconfig, "kubeconfig", "", "connect with this kubeconfig instead of the pod's ServiceAccount")
 	return c
 }

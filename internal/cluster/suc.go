@@ -170,10 +170,17 @@ func (o PlansOptions) JobRotateArgs(role Role) []string {
 }
 
 // HostRotateArgs are the upgrade container's arguments: install the
-// image's k3scert on the node, then run JobRotateArgs chrooted into the
+// image's k3scert on the node, on a server decide its listener part from
+// the server plan's progress, then run JobRotateArgs chrooted into the
 // node's root (see `k3scert cluster host-rotate`).
 func (o PlansOptions) HostRotateArgs(role Role) []string {
-	a := []string{"cluster", "host-rotate", "--host-root=" + SUCHostRoot, "--host-binary=" + o.HostBinary, "--"}
+	a := []string{"cluster", "host-rotate", "--host-root=" + SUCHostRoot, "--host-binary=" + o.HostBinary}
+	if role == RoleServer {
+		// renew the shared listener secret on the run's first server,
+		// adopt it on the others (ListenerModeFor)
+		a = append(a, "--listener-from-plan="+o.ServerPlan)
+	}
+	a = append(a, "--")
 	return append(a, o.JobRotateArgs(role)...)
 }
 

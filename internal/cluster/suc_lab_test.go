@@ -178,24 +178,13 @@ func TestSucLabAPI(t *testing.T) {
 				t.Errorf("can-i %s as the job's account: %q, want %s", verb, out, want)
 			}
 		}
-		var nodes bytes.Buffer
-		for _, x := range []struct{ name, extra string }{
+		applyNodes(t, n, []struct{ name, extra string }{
 			{"s1", "    node-role.kubernetes.io/control-plane: \"true\"\n"},
 			{"s2", "    node-role.kubernetes.io/control-plane: \"true\"\n"},
 			{"s3", "    node-role.kubernetes.io/control-plane: \"true\"\n    plan.upgrade.cattle.io/k3scert-server: disabled\n"},
 			{"a1", ""},
-		} {
-			fmt.Fprintf(&nodes, "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: %s\n  labels:\n    kubernetes.io/hostname: %s\n%s", x.name, x.name, x.extra)
-		}
-		np := filepath.Join(t.TempDir(), "nodes.yaml")
-		if err := os.WriteFile(np, nodes.Bytes(), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		kubectl(t, n, "apply", "-f", np)
-
-		token := strings.TrimSpace(kubectl(t, n, "create", "token", cluster.DefaultSUCAccount, "-n", cluster.DefaultSUCNamespace))
-		cfg := &rest.Config{Host: "https://127.0.0.1:" + strconv.Itoa(n.Ports().APIServer), BearerToken: token,
-			TLSClientConfig: rest.TLSClientConfig{CAFile: filepath.Join(n.DataDir(), "server", "tls", "server-ca.crt")}}
+		})
+		cfg, kc := saAccess(t, n)
 		w, err := cluster.NewPlanWatcher(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -257,12 +246,6 @@ func TestSucLabAPI(t *testing.T) {
 
 		// The command line the agent plan's prepare step runs, with the
 		// ServiceAccount's credentials in a kubeconfig instead of the pod's.
-		kc := filepath.Join(t.TempDir(), "sa.kubeconfig")
-		kcText := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: %s\n    certificate-authority: %s\nusers:\n- name: sa\n  user:\n    token: %s\ncontexts:\n- name: lab\n  context: {cluster: lab, user: sa}\ncurrent-context: lab\n",
-			cfg.Host, cfg.TLSClientConfig.CAFile, token)
-		if err := os.WriteFile(kc, []byte(kcText), 0o600); err != nil {
-			t.Fatal(err)
-		}
 		_, agent, err := cluster.SUCPlans(labOptions())
 		if err != nil {
 			t.Fatal(err)
@@ -282,6 +265,36 @@ func TestSucLabAPI(t *testing.T) {
 			t.Errorf("empty plan: %v", err)
 		}
 	})
+}
+
+// saAccess is the plans' ServiceAccount's access to the lab apiserver (a
+// TokenRequest token; straight to the apiserver port with the server CA),
+// as a rest.Config and as a kubeconfig file.
+func saAccess(t *testing.T, n *lab.Node) (*rest.Config, string) {
+	t.Helper()
+	token := strings.TrimSpace(kubectl(t, n, "create", "token", cluster.DefaultSUCAccount, "-n", cluster.DefaultSUCNamespace))
+	cfg := &rest.Config{Host: "https://127.0.0.1:" + strconv.Itoa(n.Ports().APIServer), BearerToken: token,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: filepath.Join(n.DataDir(), "server", "tls", "server-ca.crt")}}
+	kc := filepath.Join(t.TempDir(), "sa.kubeconfig")
+	kcText := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: %s\n    certificate-authority: %s\nusers:\n- name: sa\n  user:\n    token: %s\ncontexts:\n- name: lab\n  context: {cluster: lab, user: sa}\ncurrent-context: lab\n",
+		cfg.Host, cfg.TLSClientConfig.CAFile, token)
+	if err := os.WriteFile(kc, []byte(kcText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, kc
+}
+
+func applyNodes(t *testing.T, n *lab.Node, nodes []struct{ name, extra string }) {
+	t.Helper()
+	var b bytes.Buffer
+	for _, x := range nodes {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: %s\n  labels:\n    kubernetes.io/hostname: %s\n%s", x.name, x.name, x.extra)
+	}
+	p := filepath.Join(t.TempDir(), "nodes.yaml")
+	if err := os.WriteFile(p, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, n, "apply", "-f", p)
 }
 
 // TestSucLabJobCommand runs the server plan's job command line — exactly
@@ -389,46 +402,76 @@ func TestSucLabJobCommand(t *testing.T) {
 		t.Fatalf("plan command %q %q: want %s with one --host-root=/host", srv.Spec.Upgrade.Command, srv.Spec.Upgrade.Args, cluster.ImageBinary)
 	}
 
+	// The API side of a server job: the plan (resolved by the "controller":
+	// status patched here), the node objects, the job's ServiceAccount.
+	installCRD(t, n)
+	kubectl(t, n, "create", "namespace", cluster.DefaultSUCNamespace)
+	mp, _ := writeManifest(t, o)
+	kubectl(t, n, "apply", "-f", mp)
+	applyNodes(t, n, []struct{ name, extra string }{
+		{"lab-node", "    node-role.kubernetes.io/control-plane: \"true\"\n"},
+		{"other-server", "    node-role.kubernetes.io/control-plane: \"true\"\n"},
+	})
+	kubectl(t, n, "patch", "plan", cluster.DefaultServerPlan, "-n", cluster.DefaultSUCNamespace, "--subresource=status", "--type=merge",
+		"-p", `{"status":{"latestVersion":"lab-1","latestHash":"hj","applying":["lab-node"]}}`)
+	_, kc := saAccess(t, n)
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	before := n.Observe(ctx, "before", "", 0)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "SYSTEM_UPGRADE_NODE_NAME=lab-node")
-	out, err := cmd.CombinedOutput()
-	t.Logf("job: %s %s\n%s", bin, strings.Join(args, " "), out)
-	if err != nil {
-		t.Fatalf("job command failed: %v", err)
-	}
-	after := n.Observe(ctx, "after", "", 0)
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("labctl actions: %v", actions)
-	t.Logf("before: served %.12s json %.12s kubectl %v; after: served %.12s json %.12s kubectl %v %s", before.ServedSHA256, before.DynamicCertSHA256, before.KubectlOK,
-		after.ServedSHA256, after.DynamicCertSHA256, after.KubectlOK, after.KubectlError)
-
-	if !reflect.DeepEqual(actions, []string{"stop=ok", "start=ok"}) {
-		t.Errorf("service actions %v, want one stop and one start", actions)
-	}
-	for _, want := range []string{"installed /usr/local/bin/k3scert on the node", "running in the node's root", "k3scert: rotated"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("job output lacks %q", want)
+	// job runs the plan's command line on the lab node as the controller
+	// would on node lab-node (its env: SYSTEM_UPGRADE_NODE_NAME; the pod's
+	// ServiceAccount: $KUBECONFIG here).
+	job := func(name string) (string, lab.Step, lab.Step, []string) {
+		t.Helper()
+		mu.Lock()
+		actions = nil
+		mu.Unlock()
+		before := n.Observe(ctx, "before "+name, "", 0)
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "SYSTEM_UPGRADE_NODE_NAME=lab-node", "KUBECONFIG="+kc)
+		out, err := cmd.CombinedOutput()
+		t.Logf("%s: %s %s\n%s", name, bin, strings.Join(args, " "), out)
+		if err != nil {
+			t.Fatalf("%s: job command failed: %v", name, err)
 		}
+		after := n.Observe(ctx, "after "+name, "", 0)
+		mu.Lock()
+		acts := append([]string(nil), actions...)
+		mu.Unlock()
+		t.Logf("%s: labctl %v; before: served %.12s json %.12s; after: served %.12s json %.12s kubectl %v %s", name, acts,
+			before.ServedSHA256, before.DynamicCertSHA256, after.ServedSHA256, after.DynamicCertSHA256, after.KubectlOK, after.KubectlError)
+		if !reflect.DeepEqual(acts, []string{"stop=ok", "start=ok"}) {
+			t.Errorf("%s: service actions %v, want one stop and one start", name, acts)
+		}
+		for _, id := range lab.ObservedFiles {
+			if !after.FilesNotAfter[id].After(before.FilesNotAfter[id]) {
+				t.Errorf("%s: %s notAfter %s, before %s: not renewed", name, id, after.FilesNotAfter[id], before.FilesNotAfter[id])
+			}
+		}
+		if !after.KubectlOK || after.ServedNotAfter == nil || !after.ServedNotAfter.After(after.VirtualDate.Add(300*24*time.Hour)) {
+			t.Errorf("%s: kubectl %v %s, served notAfter %v", name, after.KubectlOK, after.KubectlError, after.ServedNotAfter)
+		}
+		if after.ServedSHA256 != after.DynamicCertSHA256 || after.SecretSHA256 != after.DynamicCertSHA256 {
+			t.Errorf("%s: listener copies differ: served %.12s json %.12s secret %.12s", name, after.ServedSHA256, after.DynamicCertSHA256, after.SecretSHA256)
+		}
+		return string(out), before, after, acts
+	}
+
+	// The run's first server: renews the shared listener secret.
+	out, before, after, _ := job("first server")
+	for _, want := range []string{"installed /usr/local/bin/k3scert on the node", "lab-node's listener part: renew", "--cluster-listener=renew",
+		"running in the node's root", "k3scert: rotated"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("first server: job output lacks %q", want)
+		}
+	}
+	if after.ServedSHA256 == before.ServedSHA256 || after.DynamicCertSHA256 == before.DynamicCertSHA256 {
+		t.Errorf("first server: listener certificate not renewed")
 	}
 	inst, err := os.ReadFile(filepath.Join(root, "usr", "local", "bin", "k3scert"))
 	self, _ := os.ReadFile(bin)
 	if err != nil || !bytes.Equal(inst, self) {
 		t.Errorf("binary not installed in the node's root: %v", err)
-	}
-	if after.ServedSHA256 == before.ServedSHA256 || after.DynamicCertSHA256 == before.DynamicCertSHA256 {
-		t.Errorf("listener certificate not renewed")
-	}
-	for _, id := range lab.ObservedFiles {
-		if !after.FilesNotAfter[id].After(before.FilesNotAfter[id]) {
-			t.Errorf("%s notAfter %s, before %s: not renewed", id, after.FilesNotAfter[id], before.FilesNotAfter[id])
-		}
-	}
-	if !after.KubectlOK || after.ServedNotAfter == nil || !after.ServedNotAfter.After(after.VirtualDate.Add(300*24*time.Hour)) {
-		t.Errorf("after: kubectl %v %s, served notAfter %v", after.KubectlOK, after.KubectlError, after.ServedNotAfter)
 	}
 	// The journal and the backup stay on the node, next to the installed
 	// binary that can resume or roll them back.
@@ -437,6 +480,22 @@ func TestSucLabJobCommand(t *testing.T) {
 	}
 	if b, _ := filepath.Glob(filepath.Join(n.DataDir(), "server", ".k3scert-backups", "rotate-*.tar.gz")); len(b) != 1 {
 		t.Errorf("backups on the node: %v, want one", b)
+	}
+
+	// Another server completed the plan first (the controller labelled
+	// it): this server adopts the renewed secret and serves it unchanged.
+	kubectl(t, n, "label", "node", "other-server", "plan.upgrade.cattle.io/k3scert-server=hj")
+	out, _, after2, _ := job("later server")
+	for _, want := range []string{"lab-node's listener part: adopt, other-server already rotated in this run", "--cluster-listener=adopt", "k3scert: rotated"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("later server: job output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "installed /usr/local/bin/k3scert") {
+		t.Errorf("later server: reinstalled the same binary")
+	}
+	if after2.ServedSHA256 != after.ServedSHA256 {
+		t.Errorf("later server: served %.12s, want the secret the first server renewed (%.12s) unchanged", after2.ServedSHA256, after.ServedSHA256)
 	}
 }
 

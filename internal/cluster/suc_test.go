@@ -89,11 +89,11 @@ func TestSucPlansStrict(t *testing.T) {
 				t.Errorf("%s: upgrade %+v", p.Name, p.Spec.Upgrade)
 			}
 		}
-		wantUp := func(unit string) []string {
-			return []string{"cluster", "host-rotate", "--host-root=/host", "--host-binary=/usr/local/bin/k3scert", "--",
-				"rotate", "--yes", "--program=" + string(prog), "--unit=" + unit, "--verify-days=60"}
+		wantUp := func(unit string, extra ...string) []string {
+			a := append([]string{"cluster", "host-rotate", "--host-root=/host", "--host-binary=/usr/local/bin/k3scert"}, extra...)
+			return append(a, "--", "rotate", "--yes", "--program="+string(prog), "--unit="+unit, "--verify-days=60")
 		}
-		if !reflect.DeepEqual(srv.Spec.Upgrade.Args, wantUp(su)) || !reflect.DeepEqual(agt.Spec.Upgrade.Args, wantUp(au)) {
+		if !reflect.DeepEqual(srv.Spec.Upgrade.Args, wantUp(su, "--listener-from-plan=k3scert-server")) || !reflect.DeepEqual(agt.Spec.Upgrade.Args, wantUp(au)) {
 			t.Errorf("upgrade args\n server %q\n agent  %q", srv.Spec.Upgrade.Args, agt.Spec.Upgrade.Args)
 		}
 		if srv.Spec.Prepare != nil {
@@ -244,6 +244,15 @@ func TestSucProgressAndSelector(t *testing.T) {
 	srv.Status.LatestHash = "h2"
 	if pr := progressOf(&srv, nil); pr.Complete() {
 		t.Errorf("complete with no node")
+	}
+	// The listener part: renew on the run's first server, adopt after.
+	for _, c := range []struct {
+		done       []string
+		node, want string
+	}{{nil, "s1", ListenerRenew}, {[]string{"s1"}, "s1", ListenerRenew}, {[]string{"s1"}, "s2", ListenerAdopt}, {[]string{"s1", "s2"}, "s3", ListenerAdopt}} {
+		if got, why := ListenerModeFor(PlanProgress{Plan: "p", LatestHash: "h", Done: c.done}, c.node); got != c.want {
+			t.Errorf("done %v, node %s: %s (%s), want %s", c.done, c.node, got, why, c.want)
+		}
 	}
 }
 

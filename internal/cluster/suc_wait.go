@@ -237,3 +237,23 @@ func (w *PlanWatcher) WaitPlan(ctx context.Context, namespace, name string, o Wa
 		}
 	}
 }
+
+// ListenerModeFor is a server's part in the shared listener secret when
+// the server plan's jobs rotate the servers one at a time
+// (`--cluster-listener` of rotate): the first server of a run renews the
+// secret (ListenerRenew); once any other server carries the plan's
+// completed label for this run, the secret has been renewed and this
+// server adopts it (ListenerAdopt). The controller starts the next server's
+// job only after the previous node is labelled: a node stays in the plan's
+// applying set until its label equals latestHash (pkg/upgrade/plan/plan.go
+// SelectConcurrentNodes), so with concurrency 1 no two servers decide at
+// once. A server whose own job is retried after it completed (its label
+// already set) decides as the others do.
+func ListenerModeFor(pr PlanProgress, node string) (mode, reason string) {
+	for _, d := range pr.Done {
+		if d != node {
+			return ListenerAdopt, fmt.Sprintf("%s already rotated in this run (plan %s, hash %.12s)", d, pr.Plan, pr.LatestHash)
+		}
+	}
+	return ListenerRenew, fmt.Sprintf("the first server of this run (no other node of plan %s carries hash %.12s)", pr.Plan, pr.LatestHash)
+}
