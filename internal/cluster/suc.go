@@ -16,21 +16,12 @@ import (
 )
 
 // Node labels and taints of K3s/RKE2 servers the plans select and
-// tolerate. K3s sets node-role.kubernetes.io/control-plane="true" (and
-// .../master="true") on every server running the apiserver
-// (k3s-io/k3s@25c0b5fb9bb3 pkg/server/server.go: ControlPlaneRoleLabelKey,
-// MasterRoleLabelKey, ETCDRoleLabelKey; setControlPlaneRoleLabel); RKE2
-// runs the same K3s server code. The taints a server may carry are the
-// ones K3s's own ServiceLB DaemonSet tolerates so that it runs on servers
-// (k3s-io/k3s@ac10d1b2acc2 pkg/servicelb/controller.go newDaemonSet: the
-// master and control-plane role keys and CriticalAddonsOnly, each with
-// operator Exists), plus the etcd role key for etcd-only servers; the
-// plan tolerates them with any effect.
+// tolerate (facts with citations in internal/k3s/nodelabels.go).
 const (
-	LabelControlPlane = "node-role.kubernetes.io/control-plane"
-	LabelMaster       = "node-role.kubernetes.io/master"
-	LabelEtcd         = "node-role.kubernetes.io/etcd"
-	TaintCriticalOnly = "CriticalAddonsOnly"
+	LabelControlPlane = k3s.LabelControlPlane
+	LabelMaster       = k3s.LabelMaster
+	LabelEtcd         = k3s.LabelEtcd
+	TaintCriticalOnly = k3s.TaintCriticalAddonsOnly
 )
 
 // ImageBinary is where the k3scert image holds the static binary
@@ -149,7 +140,9 @@ func checkImage(image string) error {
 	return nil
 }
 
-// Units are the service units rotate restarts.
+// units are the service units rotate restarts: the names `k3scert rotate`
+// defaults to (cmd/k3scert/rotate.go rotateService), passed explicitly so
+// the job does not depend on detecting the role.
 func units(p k3s.Program) (server, agent string) {
 	if p == k3s.RKE2 {
 		return "rke2-server", "rke2-agent"
@@ -204,7 +197,7 @@ func SUCPlans(o PlansOptions) (server, agent SUCPlan, err error) {
 			Concurrency: 1, // one server at a time: quorum and the API stay up
 			Version:     o.RunID,
 			NodeSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: LabelControlPlane, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}}}},
+				{Key: LabelControlPlane, Operator: metav1.LabelSelectorOpIn, Values: []string{k3s.LabelRoleValue}}}},
 			ServiceAccountName:    o.ServiceAccount,
 			JobActiveDeadlineSecs: &deadline,
 			Tolerations: []corev1.Toleration{
