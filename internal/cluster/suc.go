@@ -219,6 +219,10 @@ func SUCPlans(o PlansOptions) (server, agent SUCPlan, err error) {
 				{Key: LabelControlPlane, Operator: metav1.LabelSelectorOpDoesNotExist}}},
 			ServiceAccountName:    o.ServiceAccount,
 			JobActiveDeadlineSecs: &deadline,
+			// Every agent holds certificates that expire: a tainted agent
+			// (GPU, dedicated pools) must not be left out silently, so the
+			// agent job tolerates every taint, as node-level DaemonSets do.
+			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Prepare: &SUCContainerSpec{Image: o.Image, Command: []string{ImageBinary},
 				Args: []string{"cluster", "wait-plan", o.ServerPlan}},
 			Upgrade: upgrade(RoleAgent),

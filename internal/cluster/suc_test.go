@@ -75,6 +75,9 @@ func TestSucPlansStrict(t *testing.T) {
 				t.Errorf("server plan does not tolerate %s", k)
 			}
 		}
+		if !reflect.DeepEqual(agt.Spec.Tolerations, []corev1.Toleration{{Operator: corev1.TolerationOpExists}}) {
+			t.Errorf("agent tolerations %+v, want every taint", agt.Spec.Tolerations)
+		}
 		if srv.Spec.Cordon || srv.Spec.Drain != nil || agt.Spec.Cordon || agt.Spec.Drain != nil {
 			t.Errorf("plans cordon or drain; a K3s restart does not evict pods")
 		}
