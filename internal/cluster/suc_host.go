@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -68,7 +67,7 @@ func HostArgv(bin string, args []string) ([]string, error) {
 	if len(args) == 0 {
 		return nil, errNoArgs
 	}
-	if bytes.ContainsAny([]byte(bin), "\x00") {
+	if strings.ContainsRune(bin, 0) {
 		return nil, fmt.Errorf("host binary %q", bin)
 	}
 	return append([]string{bin}, args...), nil
