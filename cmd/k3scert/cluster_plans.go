@@ -112,14 +112,17 @@ The run id is the plans' version: applying them with a new --run-id rotates the 
 const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 func newClusterWaitPlanCmd() *cobra.Command {
-	var namespace, kubeconfig string
+	var namespace, kubeconfig, runVersion string
 	var interval, timeout time.Duration
 	c := &cobra.Command{
 		Use:   "wait-plan PLAN",
 		Short: "Wait until every node a system-upgrade-controller SUCPlan selects has completed it (the agent plan's prepare step)",
 		Long: `wait-plan returns once every node the plan selects carries the label the controller sets when
 the plan's job completed on it: plan.upgrade.cattle.io/<PLAN> = the plan's status.latestHash.
-In a job it uses the pod's ServiceAccount (get plans, get/list nodes); elsewhere --kubeconfig.`,
+In a job it uses the pod's ServiceAccount (get plans, get/list nodes); elsewhere --kubeconfig.
+The plan must first have resolved the caller's run: --version, by default the calling plan's
+version from $SYSTEM_UPGRADE_PLAN_LATEST_VERSION (the plans share the run id), so an agent of a
+new run never passes on the servers' labels of the previous run.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -136,7 +139,10 @@ In a job it uses the pod's ServiceAccount (get plans, get/list nodes); elsewhere
 			defer w.Close()
 			namespace = ns
 			out := cmd.OutOrStdout()
-			_, err = w.WaitPlan(ctx, namespace, args[0], cluster.WaitOptions{Interval: interval,
+			if !cmd.Flags().Changed("version") {
+				runVersion = os.Getenv("SYSTEM_UPGRADE_PLAN_LATEST_VERSION")
+			}
+			_, err = w.WaitPlan(ctx, namespace, args[0], cluster.WaitOptions{Interval: interval, Version: runVersion,
 				Report: func(s string) { fmt.Fprintf(out, "%s %s\n", time.Now().UTC().Format(time.RFC3339), s) }})
 			if err != nil {
 				return err
@@ -148,6 +154,7 @@ In a job it uses the pod's ServiceAccount (get plans, get/list nodes); elsewhere
 	fl := c.Flags()
 	fl.StringVarP(&namespace, "namespace", "n", "", "the plan's namespace (default: the pod's, else "+cluster.DefaultSUCNamespace+")")
 	fl.StringVar(&kubeconfig, "kubeconfig", "", "connect with this kubeconfig instead of the pod's ServiceAccount")
+	fl.StringVar(&runVersion, "version", "", "the plan must have resolved this version (run id) first (default: $SYSTEM_UPGRADE_PLAN_LATEST_VERSION, the calling plan's version, which the controller sets; empty: any)")
 	fl.DurationVar(&interval, "interval", 5*time.Second, "between polls")
 	fl.DurationVar(&timeout, "timeout", 0, "give up after this long (default: never; the job's deadline bounds it)")
 	return c

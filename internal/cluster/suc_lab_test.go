@@ -251,9 +251,30 @@ func TestSucLabAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		args := append(append([]string{}, agent.Spec.Prepare.Args...), "--kubeconfig", kc, "--namespace", cluster.DefaultSUCNamespace, "--timeout=2m")
-		out, err := exec.CommandContext(ctx, k3scertBinary(t), args...).CombinedOutput()
+		cli := exec.CommandContext(ctx, k3scertBinary(t), args...)
+		cli.Env = append(os.Environ(), "SYSTEM_UPGRADE_PLAN_LATEST_VERSION=lab-1") // as the controller sets it
+		out, err := cli.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "plan system-upgrade/k3scert-server is complete on every node it selects") {
 			t.Fatalf("k3scert %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+
+		// A new run: the agent of run lab-2 must not pass on the servers'
+		// labels of run lab-1 while the controller has not yet resolved the
+		// server plan's new version.
+		go func() {
+			pr, err := w.WaitPlan(ctx, cluster.DefaultSUCNamespace, cluster.DefaultServerPlan, cluster.WaitOptions{Interval: 100 * time.Millisecond, Version: "lab-2",
+				Report: func(s string) { t.Logf("wait-plan lab-2: %s", s); reports <- s }})
+			done <- result{pr, err}
+		}()
+		expect(`is at version "lab-1", waiting for the controller to resolve "lab-2"`)
+		notReturned()
+		kubectl(t, n, "patch", "plan", cluster.DefaultServerPlan, "-n", cluster.DefaultSUCNamespace, "--subresource=status", "--type=merge",
+			"-p", `{"status":{"latestVersion":"lab-2","latestHash":"h2","applying":["s2"]}}`)
+		expect("0/2 nodes done, waiting for s1, s2 (applying: s2)")
+		notReturned()
+		kubectl(t, n, "label", "--overwrite", "node", "s1", "s2", "plan.upgrade.cattle.io/k3scert-server=h2")
+		if r := <-done; r.err != nil || !r.pr.Complete() || r.pr.LatestVersion != "lab-2" {
+			t.Fatalf("wait-plan lab-2: %+v %v", r.pr, r.err)
 		}
 
 		// A plan that selects nothing is an error, not an endless wait.

@@ -20,11 +20,13 @@ import (
 
 // PlanProgress is how far a plan has got on the nodes it selects.
 type PlanProgress struct {
-	Plan       string   `json:"plan"`
-	LatestHash string   `json:"latestHash"`
-	Selected   []string `json:"selected"` // nodes the plan selects (not disabled)
-	Done       []string `json:"done"`     // of those, the ones labelled with latestHash
-	Applying   []string `json:"applying,omitempty"`
+	Plan       string `json:"plan"`
+	LatestHash string `json:"latestHash"`
+	// LatestVersion is the plan's resolved version (our run id).
+	LatestVersion string   `json:"latestVersion"`
+	Selected      []string `json:"selected"` // nodes the plan selects (not disabled)
+	Done          []string `json:"done"`     // of those, the ones labelled with latestHash
+	Applying      []string `json:"applying,omitempty"`
 }
 
 // Complete: the plan's hash is resolved, it selects at least one node and
@@ -169,7 +171,7 @@ func (w *PlanWatcher) Progress(ctx context.Context, namespace, name string) (Pla
 }
 
 func progressOf(p *SUCPlan, nodes []corev1.Node) PlanProgress {
-	pr := PlanProgress{Plan: p.Name, LatestHash: p.Status.LatestHash, Applying: p.Status.Applying,
+	pr := PlanProgress{Plan: p.Name, LatestHash: p.Status.LatestHash, LatestVersion: p.Status.LatestVersion, Applying: p.Status.Applying,
 		Selected: []string{}, Done: []string{}}
 	key := SUCPlanLabel(p.Name)
 	for _, n := range nodes {
@@ -188,6 +190,15 @@ type WaitOptions struct {
 	Interval time.Duration // between polls (default 5 s, as rancher/k3s-upgrade's prepare)
 	// Report receives each new progress line.
 	Report func(string)
+	// Version, when set, is the run the caller belongs to: the plan must
+	// have resolved this version before its labels count. Without it, an
+	// agent job of a new run could see the server plan still at the
+	// previous run (every server labelled with the old hash) and pass
+	// before any server was rotated. The agent's prepare container gets its
+	// own plan's version as SYSTEM_UPGRADE_PLAN_LATEST_VERSION
+	// (pkg/upgrade/container/container.go WithPlanEnvironment); both plans
+	// carry the same run id.
+	Version string
 }
 
 // WaitPlan waits until every node the plan selects carries the plan's
@@ -218,6 +229,8 @@ func (w *PlanWatcher) WaitPlan(ctx context.Context, namespace, name string, o Wa
 			} else if ctx.Err() == nil {
 				line = fmt.Sprintf("plan %s/%s: %v (retrying)", namespace, name, err)
 			}
+		case o.Version != "" && pr.LatestHash != "" && pr.LatestVersion != o.Version:
+			line = fmt.Sprintf("plan %s is at version %q, waiting for the controller to resolve %q", name, pr.LatestVersion, o.Version)
 		case pr.LatestHash != "" && len(pr.Selected) == 0:
 			return pr, fmt.Errorf("plan %s/%s selects no node: nothing will ever complete it", namespace, name)
 		case pr.Complete():
