@@ -102,6 +102,7 @@ The run id is the plans' version: applying them with a new --run-id rotates the 
 	fl.Int64Var(&o.JobDeadline, "job-deadline", cluster.DefaultJobDeadline, "jobActiveDeadlineSecs of every job (an agent's job includes waiting for the servers); 0: none")
 	fl.StringVar(&o.HostBinary, "host-binary", cluster.DefaultHostBinary, "where the job installs k3scert on the node")
 	fl.StringArrayVar(&o.RotateArgs, "rotate-arg", nil, "an extra 'k3scert rotate' argument for every node, e.g. --rotate-arg=--verify-days=60 (repeatable)")
+	fl.StringArrayVar(&o.ImagePullSecrets, "image-pull-secret", nil, "a Secret in the namespace for pulling --image (repeatable)")
 	fl.StringVarP(&output, "output", "o", "yaml", "yaml (multi-document) or json (a v1 List)")
 	_ = c.RegisterFlagCompletionFunc("k3s-program", cliutil.Complete("k3s", "rke2"))
 	_ = c.RegisterFlagCompletionFunc("output", cliutil.Complete("yaml", "json"))

@@ -25,7 +25,7 @@ func clusterCLI(t *testing.T, args ...string) (string, error) {
 func TestClusterPlansCLI(t *testing.T) {
 	out, err := clusterCLI(t, "cluster", "plans", "--image", "registry.example/k3scert:v9.9.9", "--run-id", "r42",
 		"--namespace", "ops", "--service-account", "rot", "--k3s-program", "rke2", "--agent-concurrency", "3",
-		"--rotate-arg=--verify-days=60")
+		"--rotate-arg=--verify-days=60", "--image-pull-secret", "regcred")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -39,6 +39,11 @@ func TestClusterPlansCLI(t *testing.T) {
 	}
 	if got := strings.Join(s.Spec.Upgrade.Args, " "); !strings.HasSuffix(got, "-- rotate --yes --program=rke2 --unit=rke2-server --verify-days=60") {
 		t.Errorf("server args %q", got)
+	}
+	for _, p := range plans {
+		if len(p.Spec.ImagePullSecrets) != 1 || p.Spec.ImagePullSecrets[0].Name != "regcred" {
+			t.Errorf("%s: imagePullSecrets %+v", p.Name, p.Spec.ImagePullSecrets)
+		}
 	}
 	if got := strings.Join(a.Spec.Upgrade.Args, " "); !strings.Contains(got, "--unit=rke2-agent") {
 		t.Errorf("agent args %q", got)

@@ -55,6 +55,8 @@ type PlansOptions struct {
 	HostBinary string
 	// RotateArgs are extra `k3scert rotate` flags for every node.
 	RotateArgs []string
+	// ImagePullSecrets name Secrets in Namespace for pulling Image.
+	ImagePullSecrets []string
 }
 
 // Defaults of PlansOptions.
@@ -107,6 +109,8 @@ func (o *PlansOptions) defaults() error {
 		return fmt.Errorf("job deadline %d: want 0 (none) or seconds", o.JobDeadline)
 	case !strings.HasPrefix(o.HostBinary, "/"):
 		return fmt.Errorf("host binary %q: want an absolute path on the node", o.HostBinary)
+	case !validNames(o.ImagePullSecrets):
+		return fmt.Errorf("image pull secrets %q: want DNS subdomain names", o.ImagePullSecrets)
 	case !labelValue.MatchString(o.RunID) || o.RunID == "":
 		return fmt.Errorf("run id %q: want 1-63 characters [A-Za-z0-9._-], starting and ending alphanumeric (it becomes a label value)", o.RunID)
 	}
@@ -118,6 +122,15 @@ var (
 	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
 	labelValue   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
 )
+
+func validNames(names []string) bool {
+	for _, n := range names {
+		if !dnsSubdomain.MatchString(n) {
+			return false
+		}
+	}
+	return true
+}
 
 // checkImage wants repository:tag or repository@digest: the controller
 // gives a tagless image the plan's status.latestVersion as its tag
@@ -187,6 +200,10 @@ func SUCPlans(o PlansOptions) (server, agent SUCPlan, err error) {
 		return metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: map[string]string{
 			"app.kubernetes.io/name": "k3scert", "app.kubernetes.io/component": "rotate-" + role}}
 	}
+	var pull []corev1.LocalObjectReference
+	for _, n := range o.ImagePullSecrets {
+		pull = append(pull, corev1.LocalObjectReference{Name: n})
+	}
 	upgrade := func(role Role) *SUCContainerSpec {
 		return &SUCContainerSpec{Image: o.Image, Command: []string{ImageBinary}, Args: o.HostRotateArgs(role)}
 	}
@@ -206,7 +223,8 @@ func SUCPlans(o PlansOptions) (server, agent SUCPlan, err error) {
 				{Key: LabelMaster, Operator: corev1.TolerationOpExists},
 				{Key: LabelEtcd, Operator: corev1.TolerationOpExists},
 			},
-			Upgrade: upgrade(RoleServer),
+			ImagePullSecrets: pull,
+			Upgrade:          upgrade(RoleServer),
 		},
 	}
 	agent = SUCPlan{
@@ -225,7 +243,8 @@ func SUCPlans(o PlansOptions) (server, agent SUCPlan, err error) {
 			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Prepare: &SUCContainerSpec{Image: o.Image, Command: []string{ImageBinary},
 				Args: []string{"cluster", "wait-plan", o.ServerPlan}},
-			Upgrade: upgrade(RoleAgent),
+			ImagePullSecrets: pull,
+			Upgrade:          upgrade(RoleAgent),
 		},
 	}
 	return server, agent, nil
