@@ -60,6 +60,12 @@ The run id is the plans' version: applying them with a new --run-id rotates the 
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Program = k3s.Program(program)
+			switch {
+			case o.JobDeadline == 0:
+				o.JobDeadline = -1 // the flag's 0: no deadline
+			case o.JobDeadline < 0:
+				return fmt.Errorf("--job-deadline %d: want seconds, or 0 for none", o.JobDeadline)
+			}
 			if o.Image == "" {
 				o.Image = defaultImage()
 				if o.Image == "" {

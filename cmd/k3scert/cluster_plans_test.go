@@ -90,7 +90,14 @@ func TestClusterPlansDefaults(t *testing.T) {
 	if v := plans[0].Spec.Version; len(v) != len("2006-01-02") || plans[1].Spec.Version != v {
 		t.Errorf("default run id %q", v)
 	}
+	if out, err := clusterCLI(t, "cluster", "plans", "--job-deadline", "0"); err != nil || !strings.Contains(out, "jobActiveDeadlineSecs: 0\n") {
+		t.Errorf("--job-deadline 0: %v\n%s", err, out)
+	}
+	if out, err := clusterCLI(t, "cluster", "plans", "--job-deadline", "7200"); err != nil || !strings.Contains(out, "jobActiveDeadlineSecs: 7200\n") {
+		t.Errorf("--job-deadline 7200: %v", err)
+	}
 	for _, bad := range [][]string{
+		{"cluster", "plans", "--job-deadline", "-5"},
 		{"cluster", "plans", "--image", "k3scert"},
 		{"cluster", "plans", "--k3s-program", "k8s"},
 		{"cluster", "plans", "-o", "toml"},

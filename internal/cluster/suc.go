@@ -48,8 +48,9 @@ type PlansOptions struct {
 	ServerPlan, AgentPlan string
 	// AgentConcurrency: how many agents rotate at once (default 1).
 	AgentConcurrency int64
-	// JobDeadline is each job's jobActiveDeadlineSecs (default 3600: an
-	// agent's job includes waiting for every server).
+	// JobDeadline is each job's jobActiveDeadlineSecs in seconds (0:
+	// 3600, as an agent's job includes waiting for every server; -1: no
+	// deadline, upstream's 0).
 	JobDeadline int64
 	// HostBinary is where the job installs k3scert on the node.
 	HostBinary string
@@ -105,8 +106,8 @@ func (o *PlansOptions) defaults() error {
 		return fmt.Errorf("plan names %q and %q: want two different DNS labels (they become label keys)", o.ServerPlan, o.AgentPlan)
 	case o.AgentConcurrency < 1:
 		return fmt.Errorf("agent concurrency %d: want at least 1", o.AgentConcurrency)
-	case o.JobDeadline < 0:
-		return fmt.Errorf("job deadline %d: want 0 (none) or seconds", o.JobDeadline)
+	case o.JobDeadline < -1:
+		return fmt.Errorf("job deadline %d: want -1 (none) or seconds", o.JobDeadline)
 	case !strings.HasPrefix(o.HostBinary, "/"):
 		return fmt.Errorf("host binary %q: want an absolute path on the node", o.HostBinary)
 	case !validNames(o.ImagePullSecrets):
@@ -195,7 +196,7 @@ func SUCPlans(o PlansOptions) (server, agent SUCPlan, err error) {
 	if err := o.defaults(); err != nil {
 		return server, agent, err
 	}
-	deadline := o.JobDeadline
+	deadline := max(o.JobDeadline, 0) // -1: upstream's 0, no deadline
 	meta := func(name, role string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: map[string]string{
 			"app.kubernetes.io/name": "k3scert", "app.kubernetes.io/component": "rotate-" + role}}
