@@ -15,11 +15,11 @@ import (
 
 	"github.com/k3scert/k3scert/internal/check"
 	"github.com/k3scert/k3scert/internal/cliutil"
-	"github.com/k3scert/k3scert/internal/datastore"
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/render"
 	"github.com/k3scert/k3scert/internal/rotate"
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 )
 
 func init() { extraCommands = append(extraCommands, newRotateCmd) }
@@ -30,6 +30,7 @@ type rotateFlags struct {
 	verifyDays, validityDays      int
 	startTimeout                  time.Duration
 	output                        string
+	clusterListener               string
 }
 
 // validate rejects flag values that make no sense, as usage errors.
@@ -51,6 +52,8 @@ func (rf *rotateFlags) validate(nf *nodeFlags) error {
 		return fmt.Errorf("--method %q: want renew or regenerate", rf.method)
 	case rf.output != "text" && rf.output != "json":
 		return fmt.Errorf("-o %q: want text or json", rf.output)
+	case rf.clusterListener != "" && rf.clusterListener != rotate.ClusterRenew && rf.clusterListener != rotate.ClusterAdopt:
+		return fmt.Errorf("--cluster-listener %q: want renew or adopt", rf.clusterListener)
 	}
 	return nil
 }
@@ -85,7 +88,8 @@ verifies the result on the wire, and rolls back from its backup when anything fa
 	fl.IntVar(&rf.verifyDays, "verify-days", 30, "served certificates must still be valid this many days after the rotation")
 	fl.IntVar(&rf.validityDays, "validity-days", 0, "validity of renewed leaf certificates in days (default: what K3s gives)")
 	fl.DurationVar(&rf.startTimeout, "start-timeout", rotate.DefaultStartTimeout, "deadline of every start and stop of K3s (rotation and rollback); K3s units are Type=notify with no start timeout of their own")
-	fl.StringVarP(&rf.output, "output", "o", "text", "plan output: text or json")
+	fl.StringVarP(&rf.output, "output", "o", "text", "output: text, or json (the plan, then the run's result as a second JSON document; progress goes to stderr)")
+	fl.StringVar(&rf.clusterListener, "cluster-listener", "", "a server's part in a cluster rotation (k3scert cluster rotate sets it): renew (this server renews the shared serving secret) or adopt (an earlier server renewed it: serve that certificate, never re-sign it)")
 	return c
 }
 
@@ -112,17 +116,53 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	if err != nil && !rf.dryRun {
 		return cliutil.WithHint(err, "pass --stop-cmd and --start-cmd, e.g. --stop-cmd 'systemctl stop k3s' --start-cmd 'systemctl start k3s'")
 	}
+	endpoint := ""
+	if n.Role == k3s.RoleServer {
+		endpoint = n.Config.DatastoreEndpoint
+	}
+	verifier := rotate.Verifier{Check: o, Now: time.Now}
+	if n.Role == k3s.RoleServer && (endpoint == "" || rotate.ExternalEtcd(endpoint)) {
+		ds := rotate.DatastoreSecrets(rotate.NodeDatastore(n.DataDir, n.Program, endpoint))
+		verifier.Secret = func(ctx context.Context) (*corev1.Secret, error) {
+			st, err := ds(ctx)
+			if err != nil {
+				return nil, err
+			}
+			defer st.Close()
+			return st.Get(ctx)
+		}
+	}
+	progOut, tty := out, cliutil.IsTerminal(os.Stdout)
+	if rf.output == "json" {
+		progOut, tty = cmd.ErrOrStderr(), false // stdout holds only JSON documents
+	}
+	var down downtime
 	e := &rotate.Executor{Service: svc, Now: time.Now, StartTimeout: rf.startTimeout, Command: strings.Join(os.Args, " "),
-		Verify:   rotate.Verifier{Check: o, Now: time.Now}.Verify,
-		Progress: progressPrinter(out, cliutil.IsTerminal(os.Stdout))}
-	if n.Role == k3s.RoleServer && rotate.OfflineSecret(n.DataDir) {
-		e.Secrets = rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.DataDir, Program: n.Program})
+		Verify:   verifier.Verify,
+		Progress: down.track(progressPrinter(progOut, tty))}
+	if n.Role == k3s.RoleServer && rotate.OfflineSecretAt(n.DataDir, endpoint) {
+		e.Secrets = rotate.DatastoreSecrets(rotate.NodeDatastore(n.DataDir, n.Program, endpoint))
 	}
 	journal := rotate.JournalPath(n.DataDir, n.Role)
+	result := func(action string, started time.Time, err error) error {
+		if rf.output == "json" {
+			if jerr := render.JSON(out, rotate.NewResult(action, n.DataDir, string(n.Role), journal, err, started, time.Now(), down.d())); jerr != nil && err == nil {
+				err = jerr
+			}
+		}
+		if err != nil {
+			return rotateError(err)
+		}
+		return nil
+	}
 	switch {
 	case rf.resume:
+		started := time.Now()
 		if err := rotate.Resume(ctx, e, journal); err != nil {
-			return rotateError(err)
+			return result("resume", started, err)
+		}
+		if rf.output == "json" {
+			return result("resume", started, nil)
 		}
 		fmt.Fprintln(out, "k3scert: rotation finished")
 		return nil
@@ -137,7 +177,8 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	if svc != nil {
 		svcName = svc.Name()
 	}
-	in, err := rotate.Gather(ctx, o, rf.method, svcName, rotate.DescribeDatastore(n.DataDir))
+	in, err := rotate.GatherNode(ctx, rotate.GatherOptions{Check: o, Method: rf.method, Service: svcName,
+		Datastore: rotate.DescribeDatastoreAt(n.DataDir, endpoint), ClusterListener: rf.clusterListener, DatastoreEndpoint: endpoint})
 	if err != nil {
 		return err
 	}
@@ -173,7 +214,10 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	e.Plan = plan
 	start := time.Now()
 	if err := e.Apply(ctx); err != nil {
-		return rotateError(err)
+		return result("rotate", start, err)
+	}
+	if rf.output == "json" {
+		return result("rotate", start, nil)
 	}
 	st, _ := rotate.ReadJournal(journal)
 	if n.Role == k3s.RoleAgent {
@@ -187,6 +231,29 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 		fmt.Fprintf(out, "    - %s\n", x)
 	}
 	return nil
+}
+
+// downtime measures the node's service downtime from the executor's
+// events: from the stop's begin to the start's end.
+type downtime struct{ stop, start time.Time }
+
+func (d *downtime) track(next func(rotate.Event)) func(rotate.Event) {
+	return func(ev rotate.Event) {
+		switch {
+		case ev.Step.Name == rotate.StepStop && ev.State == "begin":
+			d.stop = time.Now()
+		case ev.Step.Name == rotate.StepStart && ev.State == "done":
+			d.start = time.Now()
+		}
+		next(ev)
+	}
+}
+
+func (d *downtime) d() time.Duration {
+	if d.stop.IsZero() || d.start.Before(d.stop) {
+		return 0
+	}
+	return d.start.Sub(d.stop)
 }
 
 func rotateService(n check.Node, rf *rotateFlags) (rotate.Service, error) {

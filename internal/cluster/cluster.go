@@ -35,6 +35,10 @@ type Node struct {
 	// API is a server's :6443 endpoint as host:port, used by the cluster
 	// verification (every server's listener, kubectl through each server).
 	API string `json:"api,omitempty"`
+	// Args are extra arguments of this node's remote `k3scert rotate` and
+	// `k3scert check` (e.g. -d DATA_DIR, --stop-cmd/--start-cmd), after
+	// the inventory's ssh.args.
+	Args []string `json:"args,omitempty"`
 }
 
 // Listener modes of a server in a cluster rotation: the shared
@@ -53,6 +57,9 @@ type NodeStep struct {
 	Order    int    `json:"order"`
 	Node     Node   `json:"node"`
 	Listener string `json:"listener,omitempty"` // servers: ListenerRenew or ListenerAdopt
+	// Command is what the runner runs for the node (the SSH runner: the
+	// exact ssh command line); filled in for display by Plan.WithCommands.
+	Command string `json:"command,omitempty"`
 }
 
 // NodeResult is what a Runner reports for one node's rotation.

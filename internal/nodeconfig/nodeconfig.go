@@ -9,7 +9,7 @@
 //
 // Only the settings k3scert needs are extracted: tls-san, write-kubeconfig,
 // disable-etcd, data-dir, https-listen-port, node-ip, node-external-ip,
-// node-name, and the unit's environment (CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS).
+// node-name, datastore-endpoint, and the unit's environment (CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS).
 package nodeconfig
 
 import (
@@ -36,6 +36,10 @@ type Config struct {
 	NodeIPs         []string
 	NodeExternalIPs []string
 	NodeName        string
+	// DatastoreEndpoint is datastore-endpoint (K3S_DATASTORE_ENDPOINT):
+	// an external datastore (etcd/kine http(s)://, or a SQL DSN); "" = the
+	// embedded one. It may hold credentials: never print it unredacted.
+	DatastoreEndpoint string
 	// Env is the unit's environment (Environment= and EnvironmentFile=).
 	Env map[string]string
 	// Sources lists the files that contributed, in the order read.
@@ -159,6 +163,9 @@ var envFlags = map[string]string{
 	"write-kubeconfig": "KUBECONFIG_OUTPUT",
 	"node-name":        "NODE_NAME",
 	"data-dir":         "DATA_DIR",
+	// k3s-io/k3s pkg/cli/cmds/server.go: the datastore-endpoint flag,
+	// EnvVar version.ProgramUpper + "_DATASTORE_ENDPOINT".
+	"datastore-endpoint": "DATASTORE_ENDPOINT",
 }
 
 // apply layers the sources: config files, then environment, then flags.
@@ -192,6 +199,7 @@ func (c *Config) apply(layers ...map[string][]string) {
 	c.WriteKubeconfig, _ = last("write-kubeconfig")
 	c.DataDir, _ = last("data-dir")
 	c.NodeName, _ = last("node-name")
+	c.DatastoreEndpoint, _ = last("datastore-endpoint")
 	if v, ok := last("disable-etcd"); ok {
 		c.DisableETCD, _ = strconv.ParseBool(v)
 	}
@@ -208,7 +216,8 @@ var boolFlags = map[string]bool{"disable-etcd": true}
 
 // known are the flags (and config keys) read here.
 var known = map[string]bool{"tls-san": true, "write-kubeconfig": true, "disable-etcd": true, "data-dir": true,
-	"https-listen-port": true, "node-ip": true, "node-external-ip": true, "node-name": true, "config": true}
+	"https-listen-port": true, "node-ip": true, "node-external-ip": true, "node-name": true, "config": true,
+	"datastore-endpoint": true}
 
 // parseFlags extracts the known flags from a command line after the
 // server/agent subcommand: --flag=value, --flag value, -flag value, and

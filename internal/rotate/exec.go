@@ -552,10 +552,23 @@ func (e *Executor) preflight(ctx context.Context) (string, error) {
 		if sj, err := marshalSecret(sec); err == nil {
 			secretBytes = int64(len(sj))
 		}
-		if err := probeWritable(filepath.Join(e.Plan.Node.DataDir, "server", "db"), "state.db"); err != nil {
-			return "", fmt.Errorf("the datastore cannot be written: %w", err)
+		switch {
+		case e.Plan.Listener == ListenerAdopt:
+			// Checked before anything stops: adopting needs a renewed secret.
+			if !IsStaticListener(sec) {
+				if _, err := e.adoptable(sec); err != nil {
+					return "", err
+				}
+			}
+			detail += "; the shared secret is renewed and adoptable"
+		case e.Plan.ExternalDatastore:
+			detail += "; external datastore readable"
+		default:
+			if err := probeWritable(filepath.Join(e.Plan.Node.DataDir, "server", "db"), "state.db"); err != nil {
+				return "", fmt.Errorf("the datastore cannot be written: %w", err)
+			}
+			detail += "; datastore readable and writable"
 		}
-		detail += "; datastore readable and writable"
 	}
 	need, err := e.checkSpace(entries, secretBytes)
 	if err != nil {

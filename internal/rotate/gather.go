@@ -39,6 +39,12 @@ type GatherOptions struct {
 	// Unit is the service unit; "" = k3s, k3s-agent, rke2-server or
 	// rke2-agent by program and role.
 	Unit string
+	// ClusterListener is the server's part in a cluster rotation
+	// (ClusterRenew, ClusterAdopt; "" = a single node).
+	ClusterListener string
+	// DatastoreEndpoint overrides the node's datastore-endpoint (read from
+	// its configuration by internal/nodeconfig when "").
+	DatastoreEndpoint string
 }
 
 // GatherNode is Gather with all options.
@@ -59,9 +65,16 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 	if err != nil {
 		return Input{}, err
 	}
+	endpoint := g.DatastoreEndpoint
+	if endpoint == "" && n.Role == k3s.RoleServer {
+		endpoint = n.Config.DatastoreEndpoint
+	}
+	if g.Datastore == "" {
+		g.Datastore = DescribeDatastoreAt(n.DataDir, endpoint)
+	}
 	in := Input{Node: r.Node, Program: n.Program, Profile: n.Profile, Method: g.Method, Service: g.Service, Datastore: g.Datastore,
-		Kubeconfig: kc, Now: o.At, Present: map[string]bool{}, Findings: r.Findings, NoOfflineSecret: !OfflineSecret(n.DataDir),
-		SelfSigned: map[string]bool{}}
+		Kubeconfig: kc, Now: o.At, Present: map[string]bool{}, Findings: r.Findings, NoOfflineSecret: !OfflineSecretAt(n.DataDir, endpoint),
+		SelfSigned: map[string]bool{}, ClusterListener: g.ClusterListener, ExternalDatastore: endpoint != "" && ExternalEtcd(endpoint)}
 	ports := n.Ports
 	in.Ports = &ports
 	unit := g.Unit
@@ -121,6 +134,10 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 		if s, _, err := o.Secret(ctx); err == nil && IsStaticListener(s) {
 			in.StaticListener = true
 		}
+	case in.ExternalDatastore:
+		if s, err := readSecretAt(ctx, n, endpoint); err == nil && IsStaticListener(s) {
+			in.StaticListener = true
+		}
 	case exists(filepath.Join(n.DataDir, "server", "db", "etcd")):
 		// Embedded etcd runs with K3s now: read the secret's static
 		// annotation there (the executor cannot, once K3s is stopped).
@@ -166,7 +183,11 @@ func AdminKubeconfig(o check.Options, n check.Node, root string) (string, error)
 
 // readSecretOnce reads the listener secret from the node's datastore.
 func readSecretOnce(ctx context.Context, n check.Node) (*corev1.Secret, error) {
-	st, err := DatastoreSecrets(datastore.NodeOptions{DataDir: n.DataDir, Program: n.Program, Timeout: 3 * time.Second})(ctx)
+	return readSecretAt(ctx, n, "")
+}
+
+func readSecretAt(ctx context.Context, n check.Node, endpoint string) (*corev1.Secret, error) {
+	st, err := DatastoreSecrets(datastore.NodeOptions{DataDir: n.DataDir, Program: n.Program, Endpoint: endpoint, Timeout: 3 * time.Second})(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -291,6 +312,58 @@ func OfflineSecret(dataDir string) bool {
 		return isRKE2(dataDir)
 	}
 	return exists(filepath.Join(dataDir, "server", "db", "state.db"))
+}
+
+// ExternalEtcd reports whether a datastore-endpoint is one k3scert reads
+// and writes with K3s stopped: an etcd-API endpoint over plain http:// (kine
+// in front of any database, or an etcd without client TLS), which keeps
+// running while this server is stopped. https:// endpoints are refused
+// for now: K3s talks to them with datastore-cafile/-certfile/-keyfile,
+// which k3scert does not read; SQL DSNs (mysql://, postgres://) need kine.
+func ExternalEtcd(endpoint string) bool {
+	if endpoint == "" {
+		return false
+	}
+	for _, ep := range strings.Split(endpoint, ",") {
+		if !strings.HasPrefix(strings.TrimSpace(ep), "http://") {
+			return false
+		}
+	}
+	return true
+}
+
+// OfflineSecretAt is OfflineSecret for a node with its datastore-endpoint
+// ("" = embedded).
+func OfflineSecretAt(dataDir, endpoint string) bool {
+	if endpoint != "" {
+		return ExternalEtcd(endpoint)
+	}
+	return OfflineSecret(dataDir)
+}
+
+// DescribeDatastoreAt is DescribeDatastore for a node with its
+// datastore-endpoint ("" = embedded). The endpoint is never printed (it
+// may hold credentials): only its kind.
+func DescribeDatastoreAt(dataDir, endpoint string) string {
+	switch {
+	case endpoint == "":
+		return DescribeDatastore(dataDir)
+	case ExternalEtcd(endpoint):
+		return "an external etcd-API datastore (datastore-endpoint http://…, kine or etcd), still running while this server is stopped: the secret is read and written through it"
+	case strings.HasPrefix(endpoint, "https://"):
+		return "an external etcd datastore over TLS (datastore-endpoint https://…): k3scert does not read datastore-cafile/-certfile/-keyfile, so it cannot reach it with the server stopped"
+	}
+	kind := "SQL"
+	if scheme, _, ok := strings.Cut(endpoint, "://"); ok && !strings.ContainsAny(scheme, "@:/") {
+		kind = scheme
+	}
+	return "an external " + kind + " datastore (datastore-endpoint), not reachable by k3scert with the server stopped"
+}
+
+// NodeDatastore are the datastore options of a server with its
+// datastore-endpoint ("" = embedded).
+func NodeDatastore(dataDir string, p k3s.Program, endpoint string) datastore.NodeOptions {
+	return datastore.NodeOptions{DataDir: dataDir, Program: p, Endpoint: endpoint}
 }
 
 // DescribeDatastore names the datastore for the plan, in the order

@@ -37,6 +37,15 @@ const (
 	// ListenerStatic leaves a user-managed (listener.cattle.io/static)
 	// certificate alone: dynamiclistener never changes it, nor does rotate.
 	ListenerStatic = "static"
+	// ListenerAdopt (a cluster rotation's later servers): the shared
+	// secret, renewed by an earlier server, is read from the datastore
+	// (offline) and written as is to dynamic-cert.json; never re-signed.
+	ListenerAdopt = "adopt"
+	// ListenerAdoptRestart: the same where the secret cannot be read with
+	// K3s stopped, on release lines whose dynamiclistener merge lets the
+	// renewed secret replace the old dynamic-cert.json at start
+	// (k3s.AdoptMergeEvidence): nothing is written.
+	ListenerAdoptRestart = "adopt-restart"
 )
 
 // Annotations dynamiclistener keeps on the listener secret
@@ -130,8 +139,11 @@ func (e *Executor) listener(ctx context.Context) (string, error) {
 	if mode == ListenerOnline {
 		return "the listener certificate was renewed through the API before the stop", nil
 	}
+	if mode == ListenerAdoptRestart {
+		return "nothing written: on start dynamiclistener takes the shared secret renewed by an earlier server over the old dynamic-cert.json; verify proves it", nil
+	}
 	var st SecretStore
-	if e.Secrets != nil && mode == ListenerBoth {
+	if e.Secrets != nil && (mode == ListenerBoth || mode == ListenerAdopt) {
 		var err error
 		if st, err = e.Secrets(ctx); err != nil {
 			return "", fmt.Errorf("open datastore: %w", err)
@@ -140,6 +152,12 @@ func (e *Executor) listener(ctx context.Context) (string, error) {
 	}
 	if mode == ListenerBoth && st == nil {
 		return "", fmt.Errorf("the plan writes the serving secret but this run has no datastore access (%s)", e.Plan.Datastore)
+	}
+	if mode == ListenerAdopt {
+		if st == nil {
+			return "", fmt.Errorf("the plan adopts the shared serving secret but this run has no datastore access (%s)", e.Plan.Datastore)
+		}
+		return e.adopt(ctx, st)
 	}
 	var cur *corev1.Secret
 	if b, err := source.ReadFile(e.Plan.ListenerJSON); err == nil && len(b) > 0 {
@@ -287,4 +305,72 @@ func spanDays(c *x509.Certificate) int {
 type cryptoSigner = interface {
 	Public() crypto.PublicKey
 	Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+}
+
+// adopt writes the shared secret, renewed by an earlier server of the
+// cluster, as is to this server's dynamic-cert.json. The secret is not
+// written; a static secret is left alone as everywhere.
+func (e *Executor) adopt(ctx context.Context, st SecretStore) (string, error) {
+	sec, err := st.Get(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read secret: %w", err)
+	}
+	if IsStaticListener(sec) {
+		return "listener certificate is user-managed (listener.cattle.io/static): left unchanged in dynamic-cert.json and the secret", nil
+	}
+	leaf, err := e.adoptable(sec)
+	if err != nil {
+		return "", err
+	}
+	out := sec.DeepCopy()
+	out.ResourceVersion = ""
+	jb, err := json.Marshal(out)
+	if err != nil {
+		return "", err
+	}
+	if err := WriteAtomic(e.Plan.ListenerJSON, append(jb, '\n'), 0o600); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("adopted the shared listener certificate (valid until %s, %d names) into dynamic-cert.json; the secret was not changed",
+		leaf.NotAfter.UTC().Format("2006-01-02 15:04 MST"), len(pki.SANs(leaf))), nil
+}
+
+// adoptable: the shared secret holds a certificate this server can serve
+// as its own: present, its key matching, signed by this node's server-ca,
+// valid now and for the verify window (else the earlier server's renewal
+// did not happen: adopting would restart onto an expiring certificate).
+func (e *Executor) adoptable(sec *corev1.Secret) (*x509.Certificate, error) {
+	l := "the shared serving secret"
+	if sec == nil {
+		return nil, fmt.Errorf("%s does not exist: no earlier server renewed it; rotate the first server with --cluster-listener renew", l)
+	}
+	certs, err := pki.ParseCerts(sec.Data[corev1.TLSCertKey])
+	if err != nil {
+		return nil, fmt.Errorf("%s: tls.crt: %w", l, err)
+	}
+	key, _, err := pki.ParseKey(sec.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		return nil, fmt.Errorf("%s: tls.key: %w", l, err)
+	}
+	if !pki.KeyMatches(certs[0], key) {
+		return nil, fmt.Errorf("%s: its key does not match its certificate", l)
+	}
+	cb, err := source.ReadFile(e.dataPath("server/tls/server-ca.crt"))
+	if err != nil {
+		return nil, fmt.Errorf("server CA: %w", err)
+	}
+	cas, err := pki.ParseCerts(cb)
+	if err != nil {
+		return nil, fmt.Errorf("server CA: %w", err)
+	}
+	if err := pki.SignedBy(certs[0], cas[0]); err != nil {
+		return nil, fmt.Errorf("%s is not signed by this server's server-ca (%v): is this server in the same cluster?", l, err)
+	}
+	now := e.now()
+	until := now.Add(time.Duration(e.Plan.VerifyDays) * 24 * time.Hour)
+	if now.Before(certs[0].NotBefore) || until.After(certs[0].NotAfter) {
+		return nil, fmt.Errorf("%s was not renewed: its certificate is valid %s to %s, not now and for %d more days; rotate the first server with --cluster-listener renew first",
+			l, certs[0].NotBefore.UTC().Format(time.RFC3339), certs[0].NotAfter.UTC().Format(time.RFC3339), e.Plan.VerifyDays)
+	}
+	return certs[0], nil
 }

@@ -110,15 +110,21 @@ type Plan struct {
 	SecretKey    string     `json:"secretKey"`
 	// ForceRestart is RKE2's <data-dir>/force-restart, written before the
 	// start so its static pods restart with the new files (facts §6.1).
-	ForceRestart string      `json:"forceRestart,omitempty"`
-	Kubeconfig   string      `json:"kubeconfig"`
-	BackupDir    string      `json:"backupDir"`
-	BackupRoots  []string    `json:"backupRoots"` // trees the backup holds, relative to the data dir
-	Journal      string      `json:"journal"`
-	Addresses    []string    `json:"addresses"` // finding codes and locations this rotation resolves
-	Others       []string    `json:"others"`    // what must happen elsewhere (agents, other servers)
-	Inputs       []FileState `json:"inputs"`
-	Steps        []Step      `json:"steps"`
+	ForceRestart string   `json:"forceRestart,omitempty"`
+	Kubeconfig   string   `json:"kubeconfig"`
+	BackupDir    string   `json:"backupDir"`
+	BackupRoots  []string `json:"backupRoots"` // trees the backup holds, relative to the data dir
+	Journal      string   `json:"journal"`
+	// ClusterListener is the server's part in a cluster rotation
+	// (ClusterRenew or ClusterAdopt); "" = a single-node rotation.
+	ClusterListener string `json:"clusterListener,omitempty"`
+	// ExternalDatastore: the secret lives in an external etcd-API datastore
+	// (datastore-endpoint) that keeps running while K3s is stopped.
+	ExternalDatastore bool        `json:"externalDatastore,omitempty"`
+	Addresses         []string    `json:"addresses"` // finding codes and locations this rotation resolves
+	Others            []string    `json:"others"`    // what must happen elsewhere (agents, other servers)
+	Inputs            []FileState `json:"inputs"`
+	Steps             []Step      `json:"steps"`
 }
 
 // Input is what a plan depends on.
@@ -161,7 +167,21 @@ type Input struct {
 	Leftovers []string
 	// Ports are the node's ports; nil = the program's defaults.
 	Ports *k3s.Ports
+	// ClusterListener is the server's part in a cluster rotation:
+	// ClusterRenew (renew the shared secret, as a single node does) or
+	// ClusterAdopt (an earlier server renewed it: serve that certificate,
+	// never re-sign it); "" = a single-node rotation.
+	ClusterListener string
+	// ExternalDatastore: datastore-endpoint names an etcd-API datastore
+	// (kine or etcd) that keeps running while K3s is stopped.
+	ExternalDatastore bool
 }
+
+// Cluster listener modes (k3scert rotate --cluster-listener).
+const (
+	ClusterRenew = "renew"
+	ClusterAdopt = "adopt"
+)
 
 // JournalName is the rotation journal under server/tls.
 const JournalName = ".k3scert-rotate.journal"
@@ -179,6 +199,15 @@ func NewPlan(in Input) (Plan, error) {
 	}
 	if in.Method != MethodRenew && in.Method != MethodRegenerate {
 		return Plan{}, fmt.Errorf("unknown method %q (want renew or regenerate)", in.Method)
+	}
+	switch in.ClusterListener {
+	case "", ClusterRenew:
+	case ClusterAdopt:
+		if in.Method == MethodRegenerate {
+			return Plan{}, fmt.Errorf("--cluster-listener adopt keeps the shared listener certificate; --method regenerate would make this server sign a new one: use --method renew")
+		}
+	default:
+		return Plan{}, fmt.Errorf("unknown cluster listener mode %q (want renew or adopt)", in.ClusterListener)
 	}
 	validity := "each certificate keeps its own validity span (" + ExpirationDaysEnv + " is not set for the unit)"
 	switch {
@@ -199,6 +228,7 @@ func NewPlan(in Input) (Plan, error) {
 		ListenerJSON: abs(l.JSONPath), SecretKey: l.SecretKey(), Kubeconfig: in.Kubeconfig,
 		BackupDir: abs("server/" + BackupDirName), BackupRoots: []string{"server/tls", "server/cred"},
 		Journal: abs("server/tls/" + JournalName), Inputs: in.Inputs, ListenerDays: in.ValidDays,
+		ClusterListener: in.ClusterListener, ExternalDatastore: in.ExternalDatastore,
 		ListenerRawKeys: in.Profile.ListenerMerge == k3s.MergeV02}
 	if in.Program == k3s.RKE2 {
 		p.ForceRestart = abs("force-restart")
@@ -235,6 +265,15 @@ func NewPlan(in Input) (Plan, error) {
 	switch {
 	case in.StaticListener:
 		p.Listener = ListenerStatic
+	case in.ClusterListener == ClusterAdopt && !in.NoOfflineSecret:
+		p.Listener = ListenerAdopt
+	case in.ClusterListener == ClusterAdopt && (in.Profile.ListenerMerge == k3s.MergeV034 || in.Profile.ListenerMerge == k3s.MergeV030to3):
+		p.Listener = ListenerAdoptRestart
+	case in.ClusterListener == ClusterAdopt:
+		return Plan{}, fmt.Errorf("cannot adopt the renewed listener certificate on this server: the shared secret lives in %s, which k3scert cannot read with %s stopped, "+
+			"and release line %s (dynamiclistener %s) is not known to let the renewed secret replace an old dynamic-cert.json at start "+
+			"(only the v0.3.0-v0.3.3 and v0.3.4+ merges are: %s). Rotate this server alone with k3scert rotate (it renews the secret through the API), or delete %s on it and restart %s",
+			in.Datastore, in.Program, in.Profile.Name, in.Profile.DynamicListener, k3s.AdoptMergeEvidence, abs(l.JSONPath), in.Program)
 	case !in.NoOfflineSecret:
 		p.Listener = ListenerBoth
 	case in.Profile.RegenTrigger && in.Profile.JSONOnlyListenerRenewal():
@@ -261,7 +300,7 @@ func NewPlan(in Input) (Plan, error) {
 			"or, with %s running, delete the secret (kubectl -n %s delete secret %s), remove %s and restart %s",
 			in.Program, in.Datastore, in.Profile.Name, in.Program, in.Program, l.Namespace, l.SecretName, abs(l.JSONPath), in.Program)
 	}
-	if p.Listener != ListenerBoth {
+	if p.Listener != ListenerBoth && p.Listener != ListenerAdopt {
 		p.SecretKey = ""
 	}
 
@@ -320,6 +359,12 @@ func NewPlan(in Input) (Plan, error) {
 		add(StepLeaves, fmt.Sprintf("remove %d leaf certificates and keys so that K3s regenerates them on start%s", len(p.Leaves), removal), append(leafFiles, removeFiles...)...)
 	}
 	switch p.Listener {
+	case ListenerAdopt:
+		add(StepListener, "adopt the shared listener certificate an earlier server renewed: read the secret "+l.Namespace+"/"+l.SecretName+" from "+in.Datastore+
+			" (it must be signed by server-ca and valid now and for the verify window), write it as is to dynamic-cert.json; the secret is not re-signed or written", p.ListenerJSON)
+	case ListenerAdoptRestart:
+		add(StepListener, "nothing to write for the listener: the shared secret, renewed by an earlier server, lives in "+in.Datastore+", which k3scert cannot read with "+string(in.Program)+
+			" stopped; on start this release line's dynamiclistener ("+in.Profile.ListenerMerge+" merge) takes the renewed secret over the old dynamic-cert.json ("+k3s.AdoptMergeEvidence+"); verify proves the served certificate")
 	case ListenerOnline:
 		add(StepListener, "nothing more for the listener: it was renewed through the API before the stop (step "+StepListenerOnline+")")
 	case ListenerStatic:

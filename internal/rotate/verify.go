@@ -1,7 +1,11 @@
 package rotate
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -15,6 +19,7 @@ import (
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
 	"github.com/k3scert/k3scert/internal/source"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -25,6 +30,10 @@ type Verifier struct {
 	Check   check.Options // DataDir, Program, Profile, Endpoints, Ports...
 	Now     func() time.Time
 	Timeout time.Duration // how long to wait for the API; default 90s
+	// Secret reads the shared serving secret while K3s runs (nil: not
+	// readable). In a cluster rotation (Plan.ClusterListener) the
+	// listener must then serve exactly the secret's certificate.
+	Secret func(ctx context.Context) (*corev1.Secret, error)
 }
 
 // Verify implements Executor.Verify.
@@ -97,6 +106,11 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 		if served == 0 && p.Node.Role != "agent" {
 			return fmt.Errorf("no endpoint answered at %s", strings.Join(o.Endpoints, ", "))
 		}
+		if at.Equal(now) && p.ClusterListener != "" && p.Listener != ListenerStatic && v.Secret != nil && p.Node.Role != "agent" {
+			if err := v.servesSecret(ctx, p, supervisor); err != nil {
+				return err
+			}
+		}
 		if at.Equal(now) {
 			var crit []string
 			for _, f := range r.Findings {
@@ -136,6 +150,62 @@ func validFile(path string, at time.Time) error {
 		return fmt.Errorf("%s is not valid at %s (notAfter %s)", path, at.Format(time.RFC3339), certs[0].NotAfter.Format(time.RFC3339))
 	}
 	return nil
+}
+
+// servesSecret: the listener serves the shared secret's certificate, valid
+// for server-ca (no InsecureSkipVerify: the chain is verified).
+func (v Verifier) servesSecret(ctx context.Context, p Plan, addr string) error {
+	sec, err := v.Secret(ctx)
+	if err != nil {
+		return fmt.Errorf("read the shared serving secret: %w", err)
+	}
+	if sec == nil {
+		return errors.New("the shared serving secret does not exist after the start")
+	}
+	want, err := pki.ParseCerts(sec.Data[corev1.TLSCertKey])
+	if err != nil {
+		return fmt.Errorf("the shared serving secret: %w", err)
+	}
+	got, err := ServedLeaf(ctx, addr, filepath.Join(p.Node.DataDir, "server", "tls", "server-ca.crt"), v.Now())
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got.Raw, want[0].Raw) {
+		return fmt.Errorf("%s serves a certificate (serial %s, until %s) other than the shared secret's (serial %s, until %s)", addr,
+			got.SerialNumber, got.NotAfter.UTC().Format(time.RFC3339), want[0].SerialNumber, want[0].NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// ServedLeaf dials addr with TLS, verifying the chain against the CA file
+// (the address's host must be a name of the certificate), and returns the
+// leaf it serves. The chain is verified at now (the node's clock, or the
+// lab's virtual one).
+func ServedLeaf(ctx context.Context, addr, caFile string, now time.Time) (*x509.Certificate, error) {
+	cb, err := source.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA for %s: %w", addr, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(cb) {
+		return nil, fmt.Errorf("CA %s: no PEM certificate", caFile)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12,
+		Time: func() time.Time { return now }}}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("TLS dial %s with %s: %w", addr, caFile, err)
+	}
+	defer c.Close()
+	st := c.(*tls.Conn).ConnectionState()
+	if len(st.PeerCertificates) == 0 {
+		return nil, fmt.Errorf("%s sent no certificate", addr)
+	}
+	return st.PeerCertificates[0], nil
 }
 
 func sameEndpoint(a, b string) bool {
