@@ -8,6 +8,7 @@ import (
 
 	"github.com/k3scert/k3scert/internal/check"
 	"github.com/k3scert/k3scert/internal/cluster"
+	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/rotate"
 )
 
@@ -18,6 +19,9 @@ import (
 type ClusterRunner struct {
 	C   *Cluster
 	Log func(format string, args ...any)
+	// secretChanges counts the server rotations after which the shared
+	// secret held another certificate than before.
+	secretChanges int
 }
 
 var _ cluster.Runner = (*ClusterRunner)(nil)
@@ -77,7 +81,7 @@ func (r *ClusterRunner) Rotate(ctx context.Context, s cluster.NodeStep) (cluster
 			return res, fmt.Errorf("lab: no server %q", s.Node.Name)
 		}
 		ts = &timedService{Service: &Service{N: n}}
-		e, err = n.RotateExecutor(ctx, rotate.MethodRenew, ts)
+		e, err = n.ClusterRotateExecutor(ctx, rotate.MethodRenew, s.Listener, ts)
 	case cluster.RoleAgent:
 		a := r.C.agent(s.Node.Name)
 		if a == nil {
@@ -95,8 +99,15 @@ func (r *ClusterRunner) Rotate(ctx context.Context, s cluster.NodeStep) (cluster
 	if r.Log != nil {
 		r.Log("cluster: rotate %s (%s, listener %s): %d steps", s.Node.Name, s.Node.Role, s.Listener, len(e.Plan.Steps))
 	}
+	var before string
+	if s.Node.Role == cluster.RoleServer {
+		before = r.secretFP(ctx)
+	}
 	err = e.Apply(ctx)
 	res.Finished = time.Now()
+	if s.Node.Role == cluster.RoleServer && r.secretFP(ctx) != before {
+		r.secretChanges++
+	}
 	res.Downtime = ts.downtime
 	if err != nil {
 		res.Outcome = "failed: " + err.Error()
@@ -156,6 +167,13 @@ func (r *ClusterRunner) Verify(ctx context.Context, cn cluster.Node) (cluster.No
 		out.Problems = append(out.Problems, "API call failed: "+out.KubectlError)
 	}
 	return out, nil
+}
+
+func (r *ClusterRunner) secretFP(ctx context.Context) string {
+	if crt := r.C.Servers[0].secretCert(ctx); crt != nil {
+		return pki.Fingerprint(crt)
+	}
+	return ""
 }
 
 func (c *Cluster) server(name string) *Node {

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -81,10 +82,14 @@ type HAResult struct {
 	// total.
 	Rotation        []NodeTiming `json:"rotation,omitempty"`
 	RotationSeconds float64      `json:"rotationSeconds,omitempty"`
-	// ListenerReleasedOnce: the shared secret was renewed by one server
-	// only (the cluster plan's renew/adopt); false when every server's
-	// rotate renewed it again.
-	ListenerRenewals int `json:"listenerRenewals,omitempty"`
+	// ClusterSeconds is the cluster rotation's total time (cluster.Run),
+	// DowntimeSeconds the sum of the nodes' downtimes (one at a time).
+	ClusterSeconds  float64 `json:"clusterSeconds,omitempty"`
+	DowntimeSeconds float64 `json:"downtimeSeconds,omitempty"`
+	// ListenerRenewals is how many times the shared secret's certificate
+	// was replaced during the rotation: 1 when the first server renewed it
+	// and the others adopted it.
+	ListenerRenewals int `json:"listenerRenewals"`
 	// ClockUntouched: time travel was done by re-signing; the system
 	// clock was never written.
 	ClockUntouched bool    `json:"clockUntouched"`
@@ -190,10 +195,11 @@ func RunHA(ctx context.Context, o HAOptions) (HAResult, error) {
 		}
 		cl.Start(ctx)
 		rs := time.Now()
-		timings, err := RotateCluster(ctx, c, logf)
+		rep, timings, renewals, err := RotateCluster(ctx, c, logf)
 		stats := cl.Stop()
 		r.Client, r.APIFailures = &stats, stats.Failed
 		r.Rotation, r.RotationSeconds = timings, time.Since(rs).Seconds()
+		r.ClusterSeconds, r.DowntimeSeconds, r.ListenerRenewals = rep.Duration.Seconds(), rep.Downtime.Seconds(), renewals
 		if err != nil {
 			return r, fmt.Errorf("cluster rotation: %w", err)
 		}
@@ -209,37 +215,30 @@ func RunHA(ctx context.Context, o HAOptions) (HAResult, error) {
 	return r, nil
 }
 
-// RotateCluster rotates the lab cluster with the cluster plan's order
-// (servers one at a time, then agents; the first server renews the shared
-// listener secret, the others adopt it) through ClusterRunner, and returns
-// each node's timing.
-func RotateCluster(ctx context.Context, c *Cluster, logf func(string, ...any)) ([]NodeTiming, error) {
+// RotateCluster rotates the lab cluster with the cluster rotation
+// (internal/cluster: NewPlan orders servers one at a time — the first renews
+// the shared listener secret, the others adopt it — then agents; Run
+// journals every node and verifies each and then the cluster) through
+// ClusterRunner. It returns the cluster's report and each node's timing,
+// and how many times the shared secret's certificate changed.
+func RotateCluster(ctx context.Context, c *Cluster, logf func(string, ...any)) (cluster.Report, []NodeTiming, int, error) {
 	run := &ClusterRunner{C: c, Log: logf}
-	var out []NodeTiming
-	first := true
-	for i, n := range c.Inventory() {
-		s := cluster.NodeStep{Order: i + 1, Node: n}
-		if n.Role == cluster.RoleServer {
-			s.Listener = cluster.ListenerAdopt
-			if first {
-				s.Listener, first = cluster.ListenerRenew, false
-			}
-		}
-		res, err := run.Rotate(ctx, s)
-		out = append(out, NodeTiming{Node: n.Name, Role: string(n.Role), Listener: s.Listener, Seconds: res.Finished.Sub(res.Started).Seconds(),
-			DowntimeSeconds: res.Downtime.Seconds(), Outcome: res.Outcome})
-		if err != nil {
-			return out, fmt.Errorf("%s: %w", n.Name, err)
-		}
-		chk, err := run.Verify(ctx, n)
-		if err != nil {
-			return out, err
-		}
-		if len(chk.Problems) > 0 {
-			return out, fmt.Errorf("%s: verify: %s", n.Name, strings.Join(chk.Problems, "; "))
-		}
+	plan, err := cluster.NewPlan(cluster.Inventory{Program: c.o.Program, Nodes: c.Inventory()})
+	if err != nil {
+		return cluster.Report{}, nil, 0, err
 	}
-	return out, nil
+	rep, err := cluster.Run(ctx, plan, run, filepath.Join(c.o.Root, "cluster-rotation.journal"), time.Now)
+	renewals := run.secretChanges
+	var out []NodeTiming
+	for _, n := range rep.Nodes {
+		t := NodeTiming{Node: n.Node, Role: string(n.Role), Listener: n.Listener, Seconds: n.Duration.Seconds(), Outcome: n.State}
+		if n.Result != nil {
+			t.DowntimeSeconds = n.Result.Downtime.Seconds()
+			t.Outcome = n.Result.Outcome
+		}
+		out = append(out, t)
+	}
+	return rep, out, renewals, err
 }
 
 // Observe records every node's state now.

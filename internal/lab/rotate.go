@@ -62,22 +62,30 @@ func (n *Node) CheckOptions() check.Options {
 // RotateExecutor plans a rotation of the running node and returns the
 // executor, ready to Apply.
 func (n *Node) RotateExecutor(ctx context.Context, method string, svc rotate.Service) (*rotate.Executor, error) {
+	return n.ClusterRotateExecutor(ctx, method, "", svc)
+}
+
+// ClusterRotateExecutor is RotateExecutor for a server's part in a cluster
+// rotation: clusterListener is rotate.ClusterRenew (renew the shared
+// secret) or rotate.ClusterAdopt (serve the one an earlier server renewed);
+// "" is a single node.
+func (n *Node) ClusterRotateExecutor(ctx context.Context, method, clusterListener string, svc rotate.Service) (*rotate.Executor, error) {
 	o := n.CheckOptions()
-	desc := rotate.DescribeDatastore(n.dataDir)
-	if n.o.DatastoreStopsWithK3s {
-		desc = "a datastore that stops with K3s (lab: kine outside the data dir, standing in for embedded etcd)"
+	g := rotate.GatherOptions{Check: o, Method: method, Service: svc.Name(), ClusterListener: clusterListener}
+	switch {
+	case n.o.DatastoreStopsWithK3s:
+		g.Datastore = "a datastore that stops with K3s (lab: kine outside the data dir, standing in for embedded etcd)"
+	case n.o.ExternalDatastore:
+		g.DatastoreEndpoint = n.datastoreEndpoint()
+	default:
+		g.Datastore = rotate.DescribeDatastore(n.dataDir)
 	}
-	if n.o.ExternalDatastore {
-		desc = "external datastore " + n.datastoreEndpoint() + " (the cluster's kine on SQLite): reachable while this server is stopped"
-	}
-	in, err := rotate.Gather(ctx, o, method, svc.Name(), desc)
+	in, err := rotate.GatherNode(ctx, g)
 	if err != nil {
 		return nil, err
 	}
 	if n.o.ExternalDatastore {
-		// The datastore is external: it keeps running while this server
-		// is stopped, and other servers share the secret.
-		in.NoOfflineSecret, in.HA = false, true
+		in.HA = true // other servers share the secret
 	}
 	p, err := rotate.NewPlan(in)
 	if err != nil {
