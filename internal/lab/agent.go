@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -159,6 +160,9 @@ func (a *Agent) Start(ctx context.Context) error {
 // Stop stops the kubelet stand-in.
 func (a *Agent) Stop() {
 	if a.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = a.srv.Shutdown(ctx)
+		cancel()
 		_ = a.srv.Close()
 		a.srv, a.ln = nil, nil
 	}
@@ -183,8 +187,18 @@ func (a *Agent) serve() error {
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Join(a.o.Root, "log"), 0o700); err != nil {
+		ln.Close()
+		return err
+	}
+	lf, err := os.OpenFile(filepath.Join(a.o.Root, "log", "kubelet.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }),
-		ReadHeaderTimeout: 5 * time.Second}
+		ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(lf, "kubelet stand-in: ", log.LstdFlags)}
+	srv.RegisterOnShutdown(func() { lf.Close() })
 	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	go func() { _ = srv.Serve(tl) }()
 	a.srv, a.ln = srv, ln

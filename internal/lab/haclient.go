@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,10 +23,13 @@ import (
 // load balancer (pkg/agent/loadbalancer: dialContext tries the next server
 // when the dial to one fails; servers failing their health check are
 // skipped until it passes) and a TCP load balancer with health checks in
-// front of kubectl. It does NOT retry a request that reached a server and
-// failed there (an HTTP error, a reset mid-answer, a TLS verification
-// failure): a load balancer cannot, and kubectl would show the error. Every
-// failed request is counted.
+// front of kubectl. Like kubectl itself (client-go v0.37.2
+// rest/request.go:1066-1078, maxRetries 10 at :167), a GET whose connection
+// was reset or closed early (EOF) is sent again — through the load
+// balancer, so to any server; each such retry is counted and its error kept
+// (Retried, RetriedErrors). Any other failure (an HTTP error status, a TLS
+// verification failure) is not retried: kubectl would show it. Every
+// request the user would see fail is counted in Failed.
 type Client struct {
 	servers []string // host:port of each server's :6443
 	tlsCfg  *tls.Config
@@ -51,6 +55,10 @@ type ClientStats struct {
 	Failovers int `json:"failovers"`
 	// LongestGapSeconds: the longest time between two successful answers.
 	LongestGapSeconds float64 `json:"longestGapSeconds"`
+	// Retried: requests sent again after a reset or an early EOF, as
+	// client-go retries a GET; RetriedErrors the first few, verbatim.
+	Retried       int      `json:"retried"`
+	RetriedErrors []string `json:"retriedErrors,omitempty"`
 	// Errors: the first few failures, verbatim.
 	Errors  []string `json:"errors,omitempty"`
 	Seconds float64  `json:"seconds"`
@@ -136,6 +144,15 @@ func (cl *Client) requestLoop(ctx context.Context) {
 	hc := cl.httpClient()
 	for ctx.Err() == nil {
 		err, failover := cl.one(ctx, hc)
+		for retry := 0; retry < 10 && err != nil && retryableGET(err) && ctx.Err() == nil; retry++ {
+			cl.mu.Lock()
+			cl.stats.Retried++
+			if len(cl.stats.RetriedErrors) < 10 {
+				cl.stats.RetriedErrors = append(cl.stats.RetriedErrors, time.Now().UTC().Format(time.RFC3339Nano)+" "+err.Error())
+			}
+			cl.mu.Unlock()
+			err, failover = cl.one(ctx, hc)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -202,6 +219,23 @@ func dialError(err error) bool {
 		return true
 	}
 	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// retryableGET is client-go's isErrRetryableFunc for a GET: a connection
+// reset, a probable EOF (utilnet.IsProbableEOF: io.EOF, io.ErrUnexpectedEOF,
+// "use of closed network connection", "connection reset by peer") or a lost
+// HTTP/2 connection.
+func retryableGET(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"connection reset by peer", "use of closed network connection", "http2: client connection lost", "server sent GOAWAY"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func get(ctx context.Context, hc *http.Client, url string) ([]byte, error) {

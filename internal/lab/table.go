@@ -66,7 +66,8 @@ func WriteHATable(w io.Writer, r HAResult) {
 		tw.Flush()
 	}
 	if r.Client != nil {
-		fmt.Fprintf(w, "client during the rotation: %d requests, %d failed, %d failovers, longest gap %.2fs\n", r.Client.Sent, r.Client.Failed, r.Client.Failovers, r.Client.LongestGapSeconds)
+		fmt.Fprintf(w, "client during the rotation: %d requests, %d failed, %d failovers, %d retried (reset/EOF, as kubectl retries a GET), longest gap %.2fs\n",
+			r.Client.Sent, r.Client.Failed, r.Client.Failovers, r.Client.Retried, r.Client.LongestGapSeconds)
 	}
 	fmt.Fprintf(w, "=> %s (%.1fs; nodes under %s)\n", r.Summary, r.Seconds, r.Root)
 }
