@@ -8,6 +8,8 @@ import (
 
 	"github.com/k3scert/k3scert/internal/check"
 	"github.com/k3scert/k3scert/internal/cluster"
+	"github.com/k3scert/k3scert/internal/datastore"
+	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/rotate"
 )
@@ -117,11 +119,49 @@ func (r *ClusterRunner) Rotate(ctx context.Context, s cluster.NodeStep) (cluster
 	return res, nil
 }
 
-// Resume implements cluster.Runner: the node's own journal decides; a lab
-// rotation that was interrupted is planned and applied again (Apply picks
-// up the node's journal).
+// Resume implements cluster.Runner: the node's own journal decides
+// (rotate.Resume, as `k3scert rotate --resume` on the node); a node without
+// an unfinished journal is rotated.
 func (r *ClusterRunner) Resume(ctx context.Context, s cluster.NodeStep) (cluster.NodeResult, error) {
-	return r.Rotate(ctx, s)
+	res := cluster.NodeResult{Node: s.Node.Name, Role: s.Node.Role, Started: time.Now()}
+	var e *rotate.Executor
+	var ts *timedService
+	var journal string
+	switch s.Node.Role {
+	case cluster.RoleServer:
+		n := r.C.server(s.Node.Name)
+		if n == nil {
+			return res, fmt.Errorf("lab: no server %q", s.Node.Name)
+		}
+		ts = &timedService{Service: &Service{N: n}}
+		v := rotate.Verifier{Check: n.CheckOptions(), Now: time.Now, Timeout: 30 * time.Second}
+		e = &rotate.Executor{Service: ts, Now: time.Now, Verify: v.Verify,
+			Secrets: rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program, Endpoint: n.datastoreEndpoint()})}
+		journal = rotate.JournalPath(n.dataDir, k3s.RoleServer)
+	case cluster.RoleAgent:
+		a := r.C.agent(s.Node.Name)
+		if a == nil {
+			return res, fmt.Errorf("lab: no agent %q", s.Node.Name)
+		}
+		ts = &timedService{Service: &AgentService{A: a}}
+		v := rotate.Verifier{Check: a.CheckOptions(), Now: time.Now, Timeout: 30 * time.Second}
+		e = &rotate.Executor{Service: ts, Now: time.Now, Verify: v.Verify}
+		journal = rotate.JournalPath(a.dataDir, k3s.RoleAgent)
+	default:
+		return res, fmt.Errorf("lab: node %s: unknown role %q", s.Node.Name, s.Node.Role)
+	}
+	st, err := rotate.ReadJournal(journal)
+	if err != nil || st.Closed() {
+		return r.Rotate(ctx, s)
+	}
+	err = rotate.Resume(ctx, e, journal)
+	res.Finished, res.Downtime = time.Now(), ts.downtime
+	if err != nil {
+		res.Outcome = "resume failed: " + err.Error()
+		return res, err
+	}
+	res.Outcome = "resumed, rotated and verified"
+	return res, nil
 }
 
 // Verify implements cluster.Runner: a server's :6443 certificate and

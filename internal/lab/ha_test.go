@@ -107,12 +107,14 @@ func BenchmarkHAPreventive(b *testing.B) {
 		}
 		b.ReportMetric(float64(r.Client.Sent), "requests")
 		b.ReportMetric(float64(r.Client.Failed), "failed")
+		b.ReportMetric(float64(r.Client.Retried), "retried")
 		b.ReportMetric(r.Client.LongestGapSeconds, "gap-s")
 		b.ReportMetric(r.ClusterSeconds, "cluster-s")
 		b.ReportMetric(r.DowntimeSeconds, "downtime-sum-s")
 		for _, t := range r.Rotation {
 			b.Logf("%s (%s): %.1fs, down %.2fs", t.Node, t.Role, t.Seconds, t.DowntimeSeconds)
 		}
-		b.Logf("client: %d requests, %d failed, %d failovers, longest gap %.2fs; errors %v", r.Client.Sent, r.Client.Failed, r.Client.Failovers, r.Client.LongestGapSeconds, r.Client.Errors)
+		b.Logf("client: %d requests, %d failed, %d failovers, %d retried (reset/EOF), longest gap %.2fs; errors %v; retried %v",
+			r.Client.Sent, r.Client.Failed, r.Client.Failovers, r.Client.Retried, r.Client.LongestGapSeconds, r.Client.Errors, r.Client.RetriedErrors)
 	}
 }
