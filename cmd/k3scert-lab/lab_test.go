@@ -75,3 +75,26 @@ func TestRunRejectsUnknownScenario(t *testing.T) {
 		t.Fatal("run scenario9: no error")
 	}
 }
+
+func TestRunHAArguments(t *testing.T) {
+	out, err := run(t, "__complete", "run", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"ha-expired", "ha-preventive"} {
+		if !strings.Contains(out, w+"\n") {
+			t.Errorf("%q missing from the completion of run:\n%s", w, out)
+		}
+	}
+	for _, args := range [][]string{
+		{"run", "ha-nothing", "--root", t.TempDir()},
+		{"run", "ha-expired", "--remedy", "seed", "--root", t.TempDir()},
+		{"run", "ha-preventive", "--remedy", "none", "--root", t.TempDir()},
+		{"run", "scenario1", "--servers", "2", "--root", t.TempDir()},
+		{"run", "ha-expired", "-o", "yaml", "--root", t.TempDir()},
+	} {
+		if _, err := run(t, args...); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}

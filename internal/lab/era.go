@@ -138,6 +138,9 @@ type SupervisorDescription struct {
 		Wiring              string `json:"wiring"`
 	} `json:"features"`
 	Go string `json:"go"`
+	// AgentServer: the binary serves the agent endpoints
+	// (supervisorkit/agent.go); binaries built before them do not.
+	AgentServer bool `json:"agentServer"`
 }
 
 var describeCache sync.Map // binary path -> SupervisorDescription

@@ -50,6 +50,19 @@ type Options struct {
 	Listener string
 	// Log receives one line per lab action; nil discards.
 	Log func(format string, args ...any)
+
+	// Cluster servers (cluster.go). NodeName is the node's name (default
+	// lab-node); it is in the node's SANs and so, through dynamiclistener,
+	// in the shared listener secret.
+	NodeName string
+	// ExternalDatastore: kine is not the node's own but the cluster's
+	// (K3s's external-datastore mode: datastore-endpoint in config.yaml);
+	// KinePort is where it listens and the node neither starts nor stops it.
+	ExternalDatastore bool
+	// Token, when set, is the cluster token (server/token); the supervisor
+	// then serves the agent endpoints (/v1-k3s/...) and authenticates
+	// agents with it.
+	Token string
 }
 
 // Node is a lab node. It is not safe for concurrent use.
@@ -90,6 +103,12 @@ func New(o Options) (*Node, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
+	if o.NodeName == "" {
+		o.NodeName = "lab-node"
+	}
+	if o.ExternalDatastore && o.KinePort == 0 {
+		return nil, errors.New("lab: ExternalDatastore needs the datastore's KinePort")
+	}
 	var lst Listener
 	var err error
 	if o.Listener != "" {
@@ -108,6 +127,9 @@ func New(o Options) (*Node, error) {
 	desc, err := DescribeSupervisor(supBin, lst)
 	if err != nil {
 		return nil, err
+	}
+	if o.Token != "" && !desc.AgentServer {
+		return nil, fmt.Errorf("lab: %s does not serve the agent endpoints (built before them): rebuild it with `make lab-bin`", supBin)
 	}
 	for _, p := range []*int{&o.SupervisorPort, &o.APIServerPort, &o.KinePort} {
 		if *p == 0 {
@@ -162,7 +184,7 @@ func (n *Node) Virtual(t time.Time) time.Time { return t.Add(n.offset).UTC() }
 
 func (n *Node) genOptions() k3sgen.Options {
 	return k3sgen.Options{DataDir: n.dataDir, Program: n.o.Program, Profile: n.o.Profile, Kubeconfig: n.kubecfg,
-		APIServerPort: n.o.APIServerPort, SupervisorPort: n.o.SupervisorPort, NodeName: "lab-node"}
+		APIServerPort: n.o.APIServerPort, SupervisorPort: n.o.SupervisorPort, NodeName: n.o.NodeName}
 }
 
 // Start does what starting K3s does: renew the certificate files per the
@@ -178,7 +200,12 @@ func (n *Node) Start(ctx context.Context) (k3sgen.Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("lab: certificates: %w", err)
 	}
-	n.o.Log("k3s start: renewed %d, created %d, kept %d certificate files", len(res.Renewed), len(res.Created), len(res.Kept))
+	n.o.Log("%s start: renewed %d, created %d, kept %d certificate files", n.o.NodeName, len(res.Renewed), len(res.Created), len(res.Kept))
+	if n.o.Token != "" {
+		if err := n.writeToken(); err != nil {
+			return res, err
+		}
+	}
 	if n.o.SecretsEncryption {
 		if err := n.writeEncryptionConfig(); err != nil {
 			return res, err
@@ -186,6 +213,20 @@ func (n *Node) Start(ctx context.Context) (k3sgen.Result, error) {
 	}
 	return res, n.startProcs(ctx)
 }
+
+// stopAPI stops the supervisor and the apiserver (kine keeps running).
+func (n *Node) stopAPI() {
+	n.supervisor.stop(5 * time.Second)
+	n.apiserver.stop(10 * time.Second)
+	n.supervisor, n.apiserver = nil, nil
+	n.started = false
+}
+
+// Running reports whether the node's processes run.
+func (n *Node) Running() bool { return n.started }
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.o.NodeName }
 
 // Stop stops the supervisor, the apiserver and kine, in that order.
 func (n *Node) Stop() {
@@ -213,6 +254,9 @@ func (n *Node) Restart(ctx context.Context) (k3sgen.Result, error) {
 func (n *Node) Advance(ctx context.Context, days int) error {
 	if n.o.SecretsEncryption {
 		return errors.New("lab: Advance on a node with secrets encryption is not supported (the secret would need re-encryption)")
+	}
+	if n.o.ExternalDatastore {
+		return errors.New("lab: a cluster server moves in time with its cluster (Cluster.Advance)")
 	}
 	n.o.Log("advance %d days", days)
 	wasRunning := n.started
@@ -253,19 +297,21 @@ func (n *Node) startProcs(ctx context.Context) (err error) {
 			n.Stop()
 		}
 	}()
-	db, err := n.dbPath()
-	if err != nil {
-		return err
-	}
 	kineAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.KinePort))
-	n.kine, err = startProc("kine", n.logPath("kine"), nil, n.bins.Kine,
-		"--endpoint", "sqlite://"+db,
-		"--listen-address", kineAddr, "--metrics-bind-address", "0")
-	if err != nil {
-		return err
-	}
-	if err := waitPort(ctx, n.kine, kineAddr, 20*time.Second); err != nil {
-		return err
+	if !n.o.ExternalDatastore {
+		db, err := n.dbPath()
+		if err != nil {
+			return err
+		}
+		n.kine, err = startProc("kine", n.logPath("kine"), nil, n.bins.Kine,
+			"--endpoint", "sqlite://"+db,
+			"--listen-address", kineAddr, "--metrics-bind-address", "0")
+		if err != nil {
+			return err
+		}
+		if err := waitPort(ctx, n.kine, kineAddr, 20*time.Second); err != nil {
+			return err
+		}
 	}
 	apiAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.APIServerPort))
 	args := []string{

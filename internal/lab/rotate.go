@@ -61,15 +61,31 @@ func (n *Node) CheckOptions() check.Options {
 
 // RotateExecutor plans a rotation of the running node and returns the
 // executor, ready to Apply.
-func (n *Node) RotateExecutor(ctx context.Context, method string, svc *Service) (*rotate.Executor, error) {
+func (n *Node) RotateExecutor(ctx context.Context, method string, svc rotate.Service) (*rotate.Executor, error) {
+	return n.ClusterRotateExecutor(ctx, method, "", svc)
+}
+
+// ClusterRotateExecutor is RotateExecutor for a server's part in a cluster
+// rotation: clusterListener is rotate.ClusterRenew (renew the shared
+// secret) or rotate.ClusterAdopt (serve the one an earlier server renewed);
+// "" is a single node.
+func (n *Node) ClusterRotateExecutor(ctx context.Context, method, clusterListener string, svc rotate.Service) (*rotate.Executor, error) {
 	o := n.CheckOptions()
-	desc := rotate.DescribeDatastore(n.dataDir)
-	if n.o.DatastoreStopsWithK3s {
-		desc = "a datastore that stops with K3s (lab: kine outside the data dir, standing in for embedded etcd)"
+	g := rotate.GatherOptions{Check: o, Method: method, Service: svc.Name(), ClusterListener: clusterListener}
+	switch {
+	case n.o.DatastoreStopsWithK3s:
+		g.Datastore = "a datastore that stops with K3s (lab: kine outside the data dir, standing in for embedded etcd)"
+	case n.o.ExternalDatastore:
+		g.DatastoreEndpoint = n.datastoreEndpoint()
+	default:
+		g.Datastore = rotate.DescribeDatastore(n.dataDir)
 	}
-	in, err := rotate.Gather(ctx, o, method, svc.Name(), desc)
+	in, err := rotate.GatherNode(ctx, g)
 	if err != nil {
 		return nil, err
+	}
+	if n.o.ExternalDatastore {
+		in.HA = true // other servers share the secret
 	}
 	p, err := rotate.NewPlan(in)
 	if err != nil {
@@ -77,10 +93,17 @@ func (n *Node) RotateExecutor(ctx context.Context, method string, svc *Service) 
 	}
 	v := rotate.Verifier{Check: o, Now: time.Now, Timeout: 30 * time.Second}
 	e := &rotate.Executor{Plan: p, Service: svc, Now: time.Now, Verify: v.Verify}
-	if !n.o.DatastoreStopsWithK3s {
+	switch {
+	case n.o.ExternalDatastore:
+		e.Secrets = rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program, Endpoint: n.datastoreEndpoint()})
+	case !n.o.DatastoreStopsWithK3s:
 		e.Secrets = rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program})
 	}
 	return e, nil
+}
+
+func (n *Node) datastoreEndpoint() string {
+	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.o.KinePort))
 }
 
 // RotateRemedy runs `k3scert rotate --yes` against the node.

@@ -168,6 +168,9 @@ func (n *Node) WithKine(ctx context.Context, f func() error) error {
 	if n.started {
 		return errors.New("lab: WithKine needs a stopped node")
 	}
+	if n.o.ExternalDatastore {
+		return f() // the cluster's datastore keeps running
+	}
 	db, err := n.dbPath()
 	if err != nil {
 		return err

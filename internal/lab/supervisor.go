@@ -46,6 +46,10 @@ func (n *Node) supervisorArgs() []string {
 	for _, s := range append(dns, "127.0.0.1", k3s.ServiceIP) {
 		args = append(args, "--san", s)
 	}
+	if n.o.Token != "" {
+		args = append(args, "--client-ca-key", n.tls("client-ca.key"), "--token-file", filepath.Join(n.dataDir, "server", "token"),
+			"--program", string(n.o.Program))
+	}
 	if n.o.Profile.RegenTrigger && n.listener.RegenerateCerts {
 		args = append(args, "--regenerate-trigger", filepath.Join(n.dataDir, filepath.FromSlash(l.Trigger)))
 	}

@@ -42,3 +42,32 @@ func tableDate(t *time.Time) string {
 	}
 	return t.Format("2006-01-02")
 }
+
+// WriteHATable writes an HA run: one row per node and step, the rotation's
+// per-node timing, the client's counts and the summary.
+func WriteHATable(w io.Writer, r HAResult) {
+	fmt.Fprintf(w, "\n%s  profile %s  listener %s  remedy %s  servers %d  agents %d\n", strings.ToUpper(r.Scenario), r.Profile, r.Listener, r.Remedy, r.Servers, r.Agents)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tNODE\tROLE\tDAY\tVIRTUAL DATE\tSERVED\tKUBECTL / API")
+	for _, s := range r.Steps {
+		k := "ok"
+		if !s.KubectlOK {
+			k = "FAIL: " + s.KubectlError
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Node, s.Role, s.Day, s.VirtualDate.Format("2006-01-02"), tableDate(s.ServedNotAfter), k)
+	}
+	tw.Flush()
+	if len(r.Rotation) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ROTATED\tROLE\tLISTENER\tSECONDS\tDOWNTIME\tOUTCOME")
+		for _, t := range r.Rotation {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%s\n", t.Node, t.Role, t.Listener, t.Seconds, t.DowntimeSeconds, t.Outcome)
+		}
+		tw.Flush()
+	}
+	if r.Client != nil {
+		fmt.Fprintf(w, "client during the rotation: %d requests, %d failed, %d failovers, %d retried (reset/EOF, as kubectl retries a GET), longest gap %.2fs\n",
+			r.Client.Sent, r.Client.Failed, r.Client.Failovers, r.Client.Retried, r.Client.LongestGapSeconds)
+	}
+	fmt.Fprintf(w, "=> %s (%.1fs; nodes under %s)\n", r.Summary, r.Seconds, r.Root)
+}

@@ -51,6 +51,9 @@ const Protocol = 1
 //	--san NAME                  a SAN (repeatable)
 //	--expiration-days N         ExpirationDaysCheck (eras without it ignore it)
 //	--regenerate-trigger FILE   the dynamic-cert-regenerate trigger (eras without it ignore it)
+//	--client-ca-key FILE        client-ca's key: with --token-file, serve the agent endpoints (agent.go)
+//	--token-file FILE           the cluster token agents authenticate with
+//	--program NAME              k3s or rke2: the /v1-<program>/ prefix (default k3s)
 //	--describe                  print the Description as JSON and exit
 type Config struct {
 	Listen            string
@@ -67,6 +70,11 @@ type Config struct {
 	SANs              []string
 	ExpirationDays    int
 	RegenerateTrigger string
+	// Agent endpoints (optional, added to protocol 1 without breaking it:
+	// a supervisor started without them behaves as before).
+	ClientCAKey string
+	TokenFile   string
+	Program     string
 }
 
 // Features are the options of the dynamiclistener release a binary is built
@@ -93,6 +101,9 @@ type Description struct {
 	Version  string   `json:"version"`
 	Features Features `json:"features"`
 	Go       string   `json:"go"`
+	// AgentServer: the binary serves the /v1-<program>/ agent endpoints
+	// when given --client-ca-key and --token-file.
+	AgentServer bool `json:"agentServer"`
 }
 
 // Wire builds the era's listener on tcp: storage memory -> file ->
@@ -129,6 +140,9 @@ func Parse(args []string) (Config, bool, error) {
 	fs.Var(&sans, "san", "")
 	fs.IntVar(&c.ExpirationDays, "expiration-days", 0, "")
 	fs.StringVar(&c.RegenerateTrigger, "regenerate-trigger", "", "")
+	fs.StringVar(&c.ClientCAKey, "client-ca-key", "", "")
+	fs.StringVar(&c.TokenFile, "token-file", "", "")
+	fs.StringVar(&c.Program, "program", "k3s", "")
 	fs.BoolVar(&describe, "describe", false, "")
 	if err := fs.Parse(args); err != nil {
 		return c, false, err
@@ -158,7 +172,7 @@ func Parse(args []string) (Config, bool, error) {
 
 // Describe reports the dynamiclistener module compiled into this binary.
 func Describe(f Features) Description {
-	d := Description{Protocol: Protocol, Module: "github.com/rancher/dynamiclistener", Version: "unknown", Features: f, Go: runtime.Version()}
+	d := Description{Protocol: Protocol, Module: "github.com/rancher/dynamiclistener", Version: "unknown", Features: f, Go: runtime.Version(), AgentServer: true}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, m := range bi.Deps {
 			if m.Path == d.Module {
@@ -213,6 +227,9 @@ func run(ctx context.Context, c Config, d Description, wire Wire) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ping", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "pong") })
 	mux.HandleFunc("/cacerts", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(caPEM) })
+	if err := agentRoutes(mux, c); err != nil {
+		return err
+	}
 	mux.Handle("/", proxy)
 	srv := &http.Server{Handler: chain(cacheHandler, mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
