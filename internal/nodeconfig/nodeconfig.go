@@ -9,7 +9,8 @@
 //
 // Only the settings k3scert needs are extracted: tls-san, write-kubeconfig,
 // disable-etcd, data-dir, https-listen-port, node-ip, node-external-ip,
-// node-name, and the unit's environment (CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS).
+// node-name, server (an agent's --server / K3S_URL), and the unit's
+// environment (CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS).
 package nodeconfig
 
 import (
@@ -36,6 +37,11 @@ type Config struct {
 	NodeIPs         []string
 	NodeExternalIPs []string
 	NodeName        string
+	// Server is the server URL an agent (or a joining server) registers
+	// with: --server/-s, config key server, or <P>_URL in the unit's
+	// environment (k3s-io/k3s pkg/cli/cmds/agent.go: ServerURL flag
+	// "server,s", EnvVar version.ProgramUpper+"_URL").
+	Server string
 	// Env is the unit's environment (Environment= and EnvironmentFile=).
 	Env map[string]string
 	// Sources lists the files that contributed, in the order read.
@@ -159,6 +165,7 @@ var envFlags = map[string]string{
 	"write-kubeconfig": "KUBECONFIG_OUTPUT",
 	"node-name":        "NODE_NAME",
 	"data-dir":         "DATA_DIR",
+	"server":           "URL",
 }
 
 // apply layers the sources: config files, then environment, then flags.
@@ -192,6 +199,7 @@ func (c *Config) apply(layers ...map[string][]string) {
 	c.WriteKubeconfig, _ = last("write-kubeconfig")
 	c.DataDir, _ = last("data-dir")
 	c.NodeName, _ = last("node-name")
+	c.Server, _ = last("server")
 	if v, ok := last("disable-etcd"); ok {
 		c.DisableETCD, _ = strconv.ParseBool(v)
 	}
@@ -201,14 +209,14 @@ func (c *Config) apply(layers ...map[string][]string) {
 }
 
 // aliases are the short flag names K3s accepts for the settings we read.
-var aliases = map[string]string{"o": "write-kubeconfig", "d": "data-dir", "i": "node-ip", "c": "config"}
+var aliases = map[string]string{"o": "write-kubeconfig", "d": "data-dir", "i": "node-ip", "c": "config", "s": "server"}
 
 // boolFlags take no value on the command line.
 var boolFlags = map[string]bool{"disable-etcd": true}
 
 // known are the flags (and config keys) read here.
 var known = map[string]bool{"tls-san": true, "write-kubeconfig": true, "disable-etcd": true, "data-dir": true,
-	"https-listen-port": true, "node-ip": true, "node-external-ip": true, "node-name": true, "config": true}
+	"https-listen-port": true, "node-ip": true, "node-external-ip": true, "node-name": true, "config": true, "server": true}
 
 // parseFlags extracts the known flags from a command line after the
 // server/agent subcommand: --flag=value, --flag value, -flag value, and
