@@ -77,7 +77,7 @@ func AgentServers(n Node, inv *source.Inventory) []report.ServerRef {
 	}
 	if inv != nil {
 		for _, k := range inv.Kubeconfigs {
-			if filepath.Base(k.Location) == "kubelet.kubeconfig" && k.Server != "" {
+			if strings.HasPrefix(filepath.Base(k.Location), "kubelet.kubeconfig") && k.Server != "" {
 				fromURL(k.Server, "agent/kubelet.kubeconfig")
 			}
 		}

@@ -70,6 +70,9 @@ type Options struct {
 	// LBServers are the server addresses (host:port) the agent's load
 	// balancer learned from the supervisor; default the ServerURL's.
 	LBServers []string
+	// APIServers are the RKE2 apiserver load balancer's addresses;
+	// default LBServers' hosts on port 6443.
+	APIServers []string
 	// KubeletServer is the server URL of the agent's kubeconfigs: the
 	// agent's local load balancer, https://127.0.0.1:6444 by default
 	// (k3s --lb-server-port default 6444).
@@ -484,14 +487,16 @@ func (n *Node) writeAgentState() {
 	files := k3s.AgentLoadBalancerFiles(n.O.Program)
 	n.write(n.Path(files[0]), lb(n.O.ServerURL, servers), 0o600)
 	if n.O.Program == k3s.RKE2 {
-		var api []string
+		api := n.O.APIServers
 		for _, s := range servers {
+			if len(n.O.APIServers) > 0 {
+				break
+			}
 			if h, _, err := net.SplitHostPort(s); err == nil {
 				api = append(api, net.JoinHostPort(h, fmt.Sprint(k3s.DefaultPorts(k3s.RKE2).APIServer)))
 			}
 		}
-		h, _, _ := net.SplitHostPort(addr)
-		n.write(n.Path(files[1]), lb("https://"+net.JoinHostPort(h, fmt.Sprint(k3s.DefaultPorts(k3s.RKE2).APIServer)), api), 0o600)
+		n.write(n.Path(files[1]), lb("https://"+api[0], api), 0o600)
 	}
 	for _, kc := range k3s.Kubeconfigs(n.O.Program, n.O.Profile) {
 		if !strings.HasPrefix(kc, "agent/") {
