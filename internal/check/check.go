@@ -310,7 +310,7 @@ func RunNode(ctx context.Context, n Node, o Options) (report.Report, *source.Inv
 		Node: report.Node{DataDir: n.DataDir, Program: string(n.Program), Role: string(n.Role), Profile: n.Profile.Name, ProfileSource: n.ProfileSource,
 			Servers: servers},
 		AgentServersProbed: !o.NoEndpoint,
-		TLSSANs: tlsSANs, NodeIPs: nodeIPs, DisableETCD: n.Config.DisableETCD,
+		TLSSANs:            tlsSANs, NodeIPs: nodeIPs, DisableETCD: n.Config.DisableETCD,
 		StaticListener: source.ListenerIsStatic(filepath.Join(n.DataDir, filepath.FromSlash(k3s.ListenerSpec(n.Program).JSONPath))),
 	})
 	return r, inv, nil
