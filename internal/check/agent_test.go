@@ -1,14 +1,9 @@
 package check_test
 
 import (
-	"crypto"
-	"crypto/tls"
-	"crypto/x509"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,111 +14,6 @@ import (
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/report"
 )
-
-// standIn is a loopback TLS server standing in for a server's supervisor
-// port; what it serves can be swapped between checks.
-type standIn struct {
-	addr string
-	mu   sync.Mutex
-	pair *tls.Certificate
-}
-
-func (s *standIn) set(t *testing.T, chainPEM, keyPEM []byte) {
-	t.Helper()
-	pair, err := tls.X509KeyPair(chainPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.mu.Lock()
-	s.pair = &pair
-	s.mu.Unlock()
-}
-
-func newStandIn(t *testing.T) *standIn {
-	t.Helper()
-	s := &standIn{}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.pair, nil
-	}}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.(*tls.Conn).Handshake()
-				c.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-	})
-	return s
-}
-
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
-}
-
-// leafPEM signs a serving certificate for 127.0.0.1 with the CA.
-func leafPEM(t *testing.T, ca *x509.Certificate, caKey crypto.Signer, nb, na time.Time) ([]byte, []byte) {
-	t.Helper()
-	key, err := pki.NewECKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := pki.SignLeaf(pki.LeafRequest{CN: "k3s", Orgs: []string{"k3s"}, DNSNames: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")},
-		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, NotBefore: nb, NotAfter: na}, key.Public(), ca, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := pki.EncodeKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pki.EncodeCerts(c, ca), kb
-}
-
-func readCA(t *testing.T, dir string) (*x509.Certificate, crypto.Signer) {
-	t.Helper()
-	cb, err := os.ReadFile(filepath.Join(dir, "server-ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := os.ReadFile(filepath.Join(dir, "server-ca.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	certs, err := pki.ParseCerts(cb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _, err := pki.ParseKey(kb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certs[0], key
-}
 
 // probeServers: check probes the agent's servers and nothing else (no
 // default local ports, which other processes on a shared machine may own).
@@ -148,16 +38,16 @@ func agentCodes(r report.Report, code string) []report.Finding { return r.Findin
 func TestAgentServers(t *testing.T) {
 	for _, prog := range []k3s.Program{k3s.K3s, k3s.RKE2} {
 		t.Run(string(prog), func(t *testing.T) {
-			srv := newStandIn(t)
-			down := closedAddr(t)
-			n := realnode.New(t, realnode.Options{Program: prog, Agent: true, ServerURL: "https://" + srv.addr,
-				LBServers: []string{srv.addr, down}, APIServers: []string{srv.addr}, KubeletServer: "https://" + srv.addr}, realT0)
+			srv := checktest.NewStandIn(t)
+			down := checktest.ClosedAddr(t)
+			n := realnode.New(t, realnode.Options{Program: prog, Agent: true, ServerURL: "https://" + srv.Addr,
+				LBServers: []string{srv.Addr, down}, APIServers: []string{srv.Addr}, KubeletServer: "https://" + srv.Addr}, realT0)
 			at := realT0.Add(40 * 24 * time.Hour)
-			ca, caKey := readCA(t, filepath.Join(n.ServerDataDir, "server", "tls"))
+			ca, caKey := checktest.ServerCA(t, filepath.Join(n.ServerDataDir, "server", "tls"))
 
 			// The server's own listener: trusted, nothing to say but the down server.
-			chain, key := listenerPair(t, filepath.Join(n.ServerDataDir, filepath.FromSlash(k3s.ListenerSpec(prog).JSONPath)))
-			srv.set(t, chain, key)
+			chain, key := checktest.ListenerPair(t, filepath.Join(n.ServerDataDir, filepath.FromSlash(k3s.ListenerSpec(prog).JSONPath)))
+			srv.Set(t, chain, key)
 			r, _ := checktest.CheckReal(t, n, at, probeServers)
 			if r.Summary.ExitCode != report.ExitOK || len(agentCodes(r, "K3C401"))+len(agentCodes(r, "K3C402")) != 0 {
 				checktest.Dump(t, r)
@@ -167,18 +57,18 @@ func TestAgentServers(t *testing.T) {
 				checktest.Dump(t, r)
 				t.Fatalf("down server: %+v", f)
 			}
-			if len(r.Node.Servers) != 2 || r.Node.Servers[0].Address != srv.addr || r.Node.Servers[1].Address != down {
+			if len(r.Node.Servers) != 2 || r.Node.Servers[0].Address != srv.Addr || r.Node.Servers[1].Address != down {
 				t.Fatalf("servers %+v", r.Node.Servers)
 			}
 			from := strings.Join(r.Node.Servers[0].From, ",")
 			for _, want := range []string{"config", "load-balancer agent/etc/" + string(prog) + "-agent-load-balancer.json", "agent/kubelet.kubeconfig"} {
 				if !strings.Contains(from, want) {
-					t.Errorf("server %s found from %q, want %q among them", srv.addr, from, want)
+					t.Errorf("server %s found from %q, want %q among them", srv.Addr, from, want)
 				}
 			}
 			trusted := false
 			for _, e := range r.Endpoints {
-				if e.Address == srv.addr && e.Role == check.AgentServerRole && e.Trusted {
+				if e.Address == srv.Addr && e.Role == check.AgentServerRole && e.Trusted {
 					trusted = true
 				}
 			}
@@ -187,11 +77,11 @@ func TestAgentServers(t *testing.T) {
 			}
 
 			// Expired, signed by the CA the agent trusts: the agent cannot restart.
-			chain, key = leafPEM(t, ca, caKey, at.Add(-400*24*time.Hour), at.Add(-24*time.Hour))
-			srv.set(t, chain, key)
+			chain, key = checktest.ServingPEM(t, ca, caKey, at.Add(-400*24*time.Hour), at.Add(-24*time.Hour))
+			srv.Set(t, chain, key)
 			r, _ = checktest.CheckReal(t, n, at, probeServers)
 			f := agentCodes(r, "K3C401")
-			if r.Summary.ExitCode != report.ExitCritical || len(f) != 1 || f[0].Location != srv.addr || len(agentCodes(r, "K3C402")) != 0 ||
+			if r.Summary.ExitCode != report.ExitCritical || len(f) != 1 || f[0].Location != srv.Addr || len(agentCodes(r, "K3C402")) != 0 ||
 				!strings.Contains(f[0].Message, "/cacerts is not trusted") || !strings.Contains(f[0].Remedy, "do not restart this agent yet") {
 				checktest.Dump(t, r)
 				t.Fatalf("expired server certificate: exit %d, %+v", r.Summary.ExitCode, f)
@@ -217,11 +107,11 @@ func TestAgentServers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			chain, key = leafPEM(t, other, otherKey, realT0, at.Add(300*24*time.Hour))
-			srv.set(t, chain, key)
+			chain, key = checktest.ServingPEM(t, other, otherKey, realT0, at.Add(300*24*time.Hour))
+			srv.Set(t, chain, key)
 			r, _ = checktest.CheckReal(t, n, at, probeServers)
 			f = agentCodes(r, "K3C402")
-			if r.Summary.ExitCode != report.ExitWarning || len(f) != 1 || f[0].Location != srv.addr || len(agentCodes(r, "K3C401")) != 0 || len(agentCodes(r, "K3C302")) != 0 {
+			if r.Summary.ExitCode != report.ExitWarning || len(f) != 1 || f[0].Location != srv.Addr || len(agentCodes(r, "K3C401")) != 0 || len(agentCodes(r, "K3C302")) != 0 {
 				checktest.Dump(t, r)
 				t.Fatalf("foreign CA: exit %d, %+v", r.Summary.ExitCode, f)
 			}
@@ -232,7 +122,7 @@ func TestAgentServers(t *testing.T) {
 // TestAgentServerUnreachable: every server down is info (K3C403), exit 0:
 // an agent checked while its server is offline is not in trouble.
 func TestAgentServerUnreachable(t *testing.T) {
-	down := closedAddr(t)
+	down := checktest.ClosedAddr(t)
 	n := realnode.New(t, realnode.Options{Agent: true, NoJunk: true, ServerURL: "https://" + down, KubeletServer: "https://" + down}, realT0)
 	r, _ := checktest.CheckReal(t, n, realT0.Add(time.Hour), probeServers)
 	f := agentCodes(r, "K3C403")
