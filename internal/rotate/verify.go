@@ -25,6 +25,15 @@ type Verifier struct {
 	Check   check.Options // DataDir, Program, Profile, Endpoints, Ports...
 	Now     func() time.Time
 	Timeout time.Duration // how long to wait for the API; default 90s
+	// KubeletAddress is where an agent's kubelet serves (host:port), which
+	// must be the renewed agent/serving-kubelet.crt after an agent
+	// rotation; "" = 127.0.0.1 and Check.Ports.Kubelet (default 10250).
+	// A lab agent points it at its own kubelet port.
+	KubeletAddress string
+	// NoKubelet: no kubelet serves on this node (a test's fake service, a
+	// lab agent that runs none), so the served certificate is not
+	// compared. Everything else of the agent verification still runs.
+	NoKubelet bool
 }
 
 // Verify implements Executor.Verify.
@@ -57,6 +66,11 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 		ports = *v.Check.Ports
 	}
 	supervisor := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.Supervisor))
+	if p.Node.Role == string(k3s.RoleAgent) {
+		if err := v.verifyAgent(ctx, p, now); err != nil { // agent.go
+			return err
+		}
+	}
 	// Only the table's files are judged: the agent's own certificates (a
 	// server's embedded agent too), never containerd's image snapshots,
 	// registry certificates or backups under agent/.
