@@ -21,8 +21,13 @@ const AgentServerRole = source.AgentServerRole
 
 // AgentServers lists the servers an agent-only node points at, in a
 // stable order, each with where it was found. On a server node it
-// returns nil (its embedded agent talks to itself).
-func AgentServers(n Node, inv *source.Inventory) []report.ServerRef {
+// returns nil (its embedded agent talks to itself). The kubelet's
+// kubeconfig server is added only when probing (kubeconfig true): on a
+// real agent it is the agent's local load balancer (127.0.0.1:6444),
+// which forwards to one of the servers, so it is a probe target ("does
+// what the kubelet reaches serve a certificate the agent trusts?") more
+// than a fact about the configuration; an offline report stays as it was.
+func AgentServers(n Node, inv *source.Inventory, kubeconfig bool) []report.ServerRef {
 	if n.Role != k3s.RoleAgent {
 		return nil
 	}
@@ -75,7 +80,7 @@ func AgentServers(n Node, inv *source.Inventory) []report.ServerRef {
 			}
 		}
 	}
-	if inv != nil {
+	if inv != nil && kubeconfig {
 		for _, k := range inv.Kubeconfigs {
 			if strings.HasPrefix(filepath.Base(k.Location), "kubelet.kubeconfig") && k.Server != "" {
 				fromURL(k.Server, "agent/kubelet.kubeconfig")

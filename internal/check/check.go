@@ -268,7 +268,7 @@ func RunNode(ctx context.Context, n Node, o Options) (report.Report, *source.Inv
 	// Endpoints need the node's CAs as roots: read them after the files.
 	// An agent's servers are probed at the same time, with the agent's
 	// server CA copy as the only root.
-	servers := AgentServers(n, inv)
+	servers := AgentServers(n, inv, !o.NoEndpoint)
 	var probes []source.Source
 	if ep := endpointSource(n, o, inv); ep != nil {
 		probes = append(probes, ep)
