@@ -30,6 +30,7 @@ type rotateFlags struct {
 	verifyDays, validityDays      int
 	startTimeout                  time.Duration
 	output                        string
+	kubeletAddress                string // agents: where the kubelet serves (verify compares it)
 }
 
 // validate rejects flag values that make no sense, as usage errors.
@@ -86,6 +87,7 @@ verifies the result on the wire, and rolls back from its backup when anything fa
 	fl.IntVar(&rf.validityDays, "validity-days", 0, "validity of renewed leaf certificates in days (default: what K3s gives)")
 	fl.DurationVar(&rf.startTimeout, "start-timeout", rotate.DefaultStartTimeout, "deadline of every start and stop of K3s (rotation and rollback); K3s units are Type=notify with no start timeout of their own")
 	fl.StringVarP(&rf.output, "output", "o", "text", "plan output: text or json")
+	fl.StringVar(&rf.kubeletAddress, "kubelet-address", "", "agents: HOST:PORT where the kubelet serves; verify requires it to serve the renewed serving-kubelet certificate (default 127.0.0.1:10250)")
 	return c
 }
 
@@ -113,7 +115,7 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 		return cliutil.WithHint(err, "pass --stop-cmd and --start-cmd, e.g. --stop-cmd 'systemctl stop k3s' --start-cmd 'systemctl start k3s'")
 	}
 	e := &rotate.Executor{Service: svc, Now: time.Now, StartTimeout: rf.startTimeout, Command: strings.Join(os.Args, " "),
-		Verify:   rotate.Verifier{Check: o, Now: time.Now}.Verify,
+		Verify:   rotate.Verifier{Check: o, Now: time.Now, KubeletAddress: rf.kubeletAddress}.Verify,
 		Progress: progressPrinter(out, cliutil.IsTerminal(os.Stdout))}
 	if n.Role == k3s.RoleServer && rotate.OfflineSecret(n.DataDir) {
 		e.Secrets = rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.DataDir, Program: n.Program})

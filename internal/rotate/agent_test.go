@@ -166,6 +166,7 @@ func TestAgentRotateVerifyFails(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("apply: %v, want %q", err, tc.want)
 			}
+			t.Logf("apply: %v", err)
 			if !strings.Contains(err.Error(), "rolled back") {
 				t.Errorf("no rollback: %v", err)
 			}
