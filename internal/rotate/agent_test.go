@@ -213,3 +213,17 @@ func readTB(t testing.TB, p string) []byte {
 	}
 	return b
 }
+
+// TestAgentRotateServerExpiringSoon: a server whose listener is valid now
+// but expires inside --verify-days does not roll the agent back: the agent
+// rotation itself worked; the server's listener is that server's to renew
+// (check on the agent shows it, forecast dates it).
+func TestAgentRotateServerExpiringSoon(t *testing.T) {
+	rig := newAgentRig(t, k3s.K3s, k3s.ProfileV118, false)
+	ca, caKey := checktest.ServerCA(t, filepath.Join(rig.n.ServerDataDir, "server", "tls"))
+	chain, key := checktest.ServingPEM(t, ca, caKey, rig.now.Add(-355*24*time.Hour), rig.now.Add(10*24*time.Hour))
+	rig.server.Set(t, chain, key)
+	if _, err := rig.run(t, &agentService{}); err != nil {
+		t.Fatalf("agent rotation: %v", err)
+	}
+}

@@ -98,6 +98,12 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 				(c.Status == "EXPIRED" || c.Status == "NOT YET VALID") {
 				return fmt.Errorf("%s is %s at %s (notAfter %s): the agent did not fetch a fresh certificate", c.Location, c.Status, at.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339))
 			}
+			if c.Source == "endpoint" && c.Index == 0 && c.Via == source.AgentServerRole && !at.Equal(now) {
+				// an agent's server: whether it serves a valid certificate
+				// now counts (K3C401); its later expiry is that server's
+				// to renew, not this agent rotation's
+				continue
+			}
 			if c.Source == "endpoint" && c.Index == 0 {
 				served++
 				if p.Listener == ListenerStatic && sameEndpoint(c.Location, supervisor) {
