@@ -31,6 +31,7 @@ type rotateFlags struct {
 	startTimeout                  time.Duration
 	output                        string
 	clusterListener               string
+	kubeletAddress                string // agents: where the kubelet serves (verify compares it)
 }
 
 // validate rejects flag values that make no sense, as usage errors.
@@ -90,6 +91,7 @@ verifies the result on the wire, and rolls back from its backup when anything fa
 	fl.DurationVar(&rf.startTimeout, "start-timeout", rotate.DefaultStartTimeout, "deadline of every start and stop of K3s (rotation and rollback); K3s units are Type=notify with no start timeout of their own")
 	fl.StringVarP(&rf.output, "output", "o", "text", "output: text, or json (the plan, then the run's result as a second JSON document; progress goes to stderr)")
 	fl.StringVar(&rf.clusterListener, "cluster-listener", "", "a server's part in a cluster rotation (k3scert cluster rotate sets it): renew (this server renews the shared serving secret) or adopt (an earlier server renewed it: serve that certificate, never re-sign it)")
+	fl.StringVar(&rf.kubeletAddress, "kubelet-address", "", "agents: HOST:PORT where the kubelet serves; verify requires it to serve the renewed serving-kubelet certificate (default 127.0.0.1:10250)")
 	return c
 }
 
@@ -120,7 +122,7 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	if n.Role == k3s.RoleServer {
 		endpoint = n.Config.DatastoreEndpoint
 	}
-	verifier := rotate.Verifier{Check: o, Now: time.Now}
+	verifier := rotate.Verifier{Check: o, Now: time.Now, KubeletAddress: rf.kubeletAddress}
 	if n.Role == k3s.RoleServer && (endpoint == "" || rotate.ExternalEtcd(endpoint)) {
 		ds := rotate.DatastoreSecrets(rotate.NodeDatastore(n.DataDir, n.Program, endpoint))
 		verifier.Secret = func(ctx context.Context) (*corev1.Secret, error) {

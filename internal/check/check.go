@@ -266,8 +266,27 @@ func RunNode(ctx context.Context, n Node, o Options) (report.Report, *source.Inv
 	sources := Sources(n, o)
 	inv := source.ReadAll(ctx, sources...)
 	// Endpoints need the node's CAs as roots: read them after the files.
+	// An agent's servers are probed at the same time, with the agent's
+	// server CA copy as the only root.
+	servers := AgentServers(n, inv, !o.NoEndpoint)
+	var probes []source.Source
 	if ep := endpointSource(n, o, inv); ep != nil {
-		ep.Read(ctx, inv)
+		probes = append(probes, ep)
+	}
+	if as := agentServerSource(n, o, inv, servers); as != nil {
+		probes = append(probes, as)
+	}
+	if len(probes) > 0 {
+		done := make(chan struct{}, len(probes))
+		for _, p := range probes {
+			go func(p source.Source) {
+				defer func() { done <- struct{}{} }()
+				p.Read(ctx, inv)
+			}(p)
+		}
+		for range probes {
+			<-done
+		}
 		inv.Sort()
 	}
 	// tls-san and node IPs from every source K3s reads (config.yaml,
@@ -288,8 +307,10 @@ func RunNode(ctx context.Context, n Node, o Options) (report.Report, *source.Inv
 	inv.Sort()
 	r := diagnose.Run(diagnose.Input{
 		Inventory: inv, Program: n.Program, Profile: n.Profile, At: o.At,
-		Node:    report.Node{DataDir: n.DataDir, Program: string(n.Program), Role: string(n.Role), Profile: n.Profile.Name, ProfileSource: n.ProfileSource},
-		TLSSANs: tlsSANs, NodeIPs: nodeIPs, DisableETCD: n.Config.DisableETCD,
+		Node: report.Node{DataDir: n.DataDir, Program: string(n.Program), Role: string(n.Role), Profile: n.Profile.Name, ProfileSource: n.ProfileSource,
+			Servers: servers},
+		AgentServersProbed: !o.NoEndpoint,
+		TLSSANs:            tlsSANs, NodeIPs: nodeIPs, DisableETCD: n.Config.DisableETCD,
 		StaticListener: source.ListenerIsStatic(filepath.Join(n.DataDir, filepath.FromSlash(k3s.ListenerSpec(n.Program).JSONPath))),
 	})
 	return r, inv, nil

@@ -126,6 +126,14 @@ func TestRealNodesEveryRow(t *testing.T) {
 							t.Errorf("row %s, want %s", r.Node.Profile, row.Name)
 						}
 						assertOnlyK3s(t, n, r, inv)
+						if agent {
+							// the server it points at: K3S_URL/RKE2_URL in the unit's .env,
+							// server: in a drop-in, the load balancer's json
+							if len(r.Node.Servers) == 0 || r.Node.Servers[0].URL != n.O.ServerURL ||
+								!strings.Contains(strings.Join(r.Node.Servers[0].From, ","), "config,load-balancer") {
+								t.Errorf("%s: agent servers %+v, want %s from config and the load balancer", how, r.Node.Servers, n.O.ServerURL)
+							}
+						}
 						left := 0
 						for _, f := range r.Findings {
 							if f.Code == "K3C005" {

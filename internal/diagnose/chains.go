@@ -52,6 +52,11 @@ func (d *diag) chains() {
 			signer = k3s.ListenerSpec(d.Program).Signer
 		}
 		ca := caByID[signer]
+		if ca == nil && signer != "" && d.Node.Role == string(k3s.RoleAgent) {
+			// an agent-only node judges its leaves against its copies
+			// of the server's CAs (agent/server-ca.crt, agent/client-ca.crt)
+			ca = caByID["agent-"+signer]
+		}
 		if signer == "" || ca == nil {
 			continue
 		}

@@ -36,6 +36,10 @@ type Input struct {
 	// listener.cattle.io/static (a user-provided certificate): judged
 	// against its own chain, never re-signed, never renewed by K3s.
 	StaticListener bool
+	// AgentServersProbed: the servers in Node.Servers were probed (check
+	// without --no-endpoints); an agent-only node's findings about its
+	// servers (agent.go) are only made from a probe.
+	AgentServersProbed bool
 }
 
 // Run diagnoses the inventory and returns the report.
@@ -69,6 +73,7 @@ func Run(in Input) report.Report {
 	d.chains()
 	d.sans()
 	d.problems()
+	d.agentServers() // agent.go
 	sort.SliceStable(d.out, func(i, j int) bool {
 		a, b := d.out[i], d.out[j]
 		if a.Severity.Rank() != b.Severity.Rank() {

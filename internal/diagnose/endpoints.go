@@ -19,7 +19,7 @@ func (d *diag) endpoints() {
 		}
 	}
 	for _, c := range d.primaries() {
-		if c.Source != source.Endpoint {
+		if c.Source != source.Endpoint || c.Via == source.AgentServerRole {
 			continue
 		}
 		if _, self := d.self[c.Location]; self && !known[pki.Fingerprint(c.Cert)] {
@@ -32,7 +32,7 @@ func (d *diag) endpoints() {
 		}
 	}
 	for _, e := range d.Inventory.Endpoints {
-		if e.VerifyError == "" {
+		if e.VerifyError == "" || e.Role == source.AgentServerRole {
 			continue
 		}
 		if _, self := d.self[e.Address]; (self || (d.StaticListener && e.Role == "supervisor")) && strings.Contains(e.VerifyError, "unknown authority") {

@@ -51,6 +51,9 @@ func (d *diag) unmanaged(c source.Cert) bool {
 	if c.Source == source.Registry {
 		return true
 	}
+	if c.Source == source.Endpoint && c.Via == source.AgentServerRole {
+		return true // another node's listener: judged by agentServers()
+	}
 	if _, ok := d.left[c.Location]; ok && c.Source == source.File {
 		return true
 	}

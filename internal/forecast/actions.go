@@ -115,6 +115,11 @@ func (s *sim) describeAction(a *report.ForecastAction) (title, remedy string) {
 		title = fmt.Sprintf("restart %s after its server%s", svc, between)
 		remedy = "systemctl restart " + svc + " after restarting its server: agents fetch fresh certificates on every start"
 	case report.ActionRotateListener:
+		if s.in.Node.Role == string(k3s.RoleAgent) {
+			title = "renew its server's listener certificate" + between
+			remedy = "on the server: k3scert rotate (K3s " + s.in.Profile.Versions + " never renews the listener); only then restart " + svc + ": after the listener expired this agent cannot start again"
+			break
+		}
 		title = "renew the :6443 listener certificate" + between
 		remedy = "run k3scert rotate: it renews the listener certificate in both the serving secret and dynamic-cert.json and restarts " + svc +
 			" (by hand: delete both, then restart); K3s " + s.in.Profile.Versions + " never renews it, not even at a restart; upgrading to v1.19.1+ makes it renew itself"

@@ -171,6 +171,10 @@ func classify(r raw, n report.Node) Cert {
 		}
 		c.Name = r.location + " (" + role + ")"
 		switch role {
+		case source.AgentServerRole:
+			// another node's supervisor listener, as this agent sees it:
+			// renewed (or not) by that server, never by this agent
+			c.Class, c.Name = report.ClassListener, r.location+" (its server's listener)"
 		case "supervisor":
 			c.Class = report.ClassListener
 		case "apiserver":

@@ -37,7 +37,8 @@ func (s *sim) assumptions() []string {
 		"the node runs from " + date(s.in.From) + " to " + date(s.in.To) + " and restarts only at the planned restarts",
 	}
 	if s.in.Node.Role == string(k3s.RoleAgent) {
-		a = append(a, "a planned restart is an agent restart after its server; the agent fetches fresh certificates on every start")
+		a = append(a, "a planned restart is an agent restart after its server; the agent fetches fresh certificates on every start",
+			"a server's listener seen from this agent (when check probed it) is renewed by that server as this profile says, never by an agent restart; after it expires this agent cannot start again")
 	} else {
 		a = append(a, "a planned restart of "+s.service()+" also restarts the embedded agent, which fetches fresh agent certificates",
 			"K3s rewrites "+k3s.DefaultKubeconfig(program(s.in.Node))+" from client-admin on every start; copies of it are never updated")
@@ -220,7 +221,9 @@ func (s *sim) lockOutMessage(lo report.LockOut) string {
 	if len(lo.Causes) == 1 {
 		who = "kubectl with that kubeconfig fails"
 	}
-	if listener {
+	if listener && s.in.Node.Role == string(k3s.RoleAgent) {
+		who = "this agent cannot start again (its start fails with \"https://<server>/cacerts is not trusted: … x509: certificate has expired\"); renew the server's listener before restarting the agent"
+	} else if listener {
 		who = "every client of :" + fmt.Sprint(k3s.DefaultPorts(program(s.in.Node)).Supervisor) + " (kubectl, agents, k3s itself) fails"
 	}
 	msg := fmt.Sprintf("%s expired; %s with \"x509: certificate has expired or is not yet valid\"", strings.Join(parts, ", "), who)
@@ -314,7 +317,9 @@ func (s *sim) events(los []report.LockOut) []report.ForecastEvent {
 			}
 			var words []string
 			for _, w := range why {
-				if w == "listener" {
+				if w == "listener" && s.in.Node.Role == string(k3s.RoleAgent) {
+					words = append(words, "an agent restart never renews its server's listener")
+				} else if w == "listener" {
 					words = append(words, s.in.Profile.Name+" never renews the listener certificate")
 				} else {
 					words = append(words, "K3s never updates kubeconfig copies")

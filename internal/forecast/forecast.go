@@ -237,7 +237,9 @@ func (s *sim) restart(r time.Time) {
 		case report.ClassAgentLeaf:
 			s.reissue(t, r, "restart")
 		case report.ClassListener:
-			if s.in.Profile.ListenerRenews && s.inWindow(t, r) {
+			// On an agent the listener is its server's: an agent
+			// restart does not touch it.
+			if s.in.Node.Role != string(k3s.RoleAgent) && s.in.Profile.ListenerRenews && s.inWindow(t, r) {
 				s.reissue(t, r, "restart")
 				t.next = r.Add(listenerCheck)
 			}

@@ -9,7 +9,8 @@
 //
 // Only the settings k3scert needs are extracted: tls-san, write-kubeconfig,
 // disable-etcd, data-dir, https-listen-port, node-ip, node-external-ip,
-// node-name, datastore-endpoint, and the unit's environment (CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS).
+// node-name, datastore-endpoint, server (an agent's --server / K3S_URL),
+// and the unit's environment (CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS).
 package nodeconfig
 
 import (
@@ -40,6 +41,11 @@ type Config struct {
 	// an external datastore (etcd/kine http(s)://, or a SQL DSN); "" = the
 	// embedded one. It may hold credentials: never print it unredacted.
 	DatastoreEndpoint string
+	// Server is the server URL an agent (or a joining server) registers
+	// with: --server/-s, config key server, or <P>_URL in the unit's
+	// environment (k3s-io/k3s pkg/cli/cmds/agent.go: ServerURL flag
+	// "server,s", EnvVar version.ProgramUpper+"_URL").
+	Server string
 	// Env is the unit's environment (Environment= and EnvironmentFile=).
 	Env map[string]string
 	// Sources lists the files that contributed, in the order read.
@@ -166,6 +172,7 @@ var envFlags = map[string]string{
 	// k3s-io/k3s pkg/cli/cmds/server.go: the datastore-endpoint flag,
 	// EnvVar version.ProgramUpper + "_DATASTORE_ENDPOINT".
 	"datastore-endpoint": "DATASTORE_ENDPOINT",
+	"server":             "URL",
 }
 
 // apply layers the sources: config files, then environment, then flags.
@@ -200,6 +207,7 @@ func (c *Config) apply(layers ...map[string][]string) {
 	c.DataDir, _ = last("data-dir")
 	c.NodeName, _ = last("node-name")
 	c.DatastoreEndpoint, _ = last("datastore-endpoint")
+	c.Server, _ = last("server")
 	if v, ok := last("disable-etcd"); ok {
 		c.DisableETCD, _ = strconv.ParseBool(v)
 	}
@@ -209,7 +217,7 @@ func (c *Config) apply(layers ...map[string][]string) {
 }
 
 // aliases are the short flag names K3s accepts for the settings we read.
-var aliases = map[string]string{"o": "write-kubeconfig", "d": "data-dir", "i": "node-ip", "c": "config"}
+var aliases = map[string]string{"o": "write-kubeconfig", "d": "data-dir", "i": "node-ip", "c": "config", "s": "server"}
 
 // boolFlags take no value on the command line.
 var boolFlags = map[string]bool{"disable-etcd": true}
@@ -217,7 +225,7 @@ var boolFlags = map[string]bool{"disable-etcd": true}
 // known are the flags (and config keys) read here.
 var known = map[string]bool{"tls-san": true, "write-kubeconfig": true, "disable-etcd": true, "data-dir": true,
 	"https-listen-port": true, "node-ip": true, "node-external-ip": true, "node-name": true, "config": true,
-	"datastore-endpoint": true}
+	"datastore-endpoint": true, "server": true}
 
 // parseFlags extracts the known flags from a command line after the
 // server/agent subcommand: --flag=value, --flag value, -flag value, and

@@ -181,3 +181,37 @@ func TestDatastoreEndpoint(t *testing.T) {
 		t.Errorf("unit flag: %q", c.DatastoreEndpoint)
 	}
 }
+
+// TestAgentServer: an agent's server comes from config.yaml or a drop-in,
+// from K3S_URL / RKE2_URL in the unit's environment file (install.sh
+// writes it there), or from --server/-s in ExecStart; flags win over the
+// environment, which wins over the files (K3s's cli: flag, then EnvVar,
+// then the config file's value).
+func TestAgentServer(t *testing.T) {
+	for _, prog := range []k3s.Program{k3s.K3s, k3s.RKE2} {
+		root := t.TempDir()
+		p := string(prog)
+		unit := "k3s-agent"
+		if prog == k3s.RKE2 {
+			unit = "rke2-agent"
+		}
+		cfg := filepath.Join(root, "etc/rancher", p, "config.yaml")
+		write(t, cfg+".d/50-server.yaml", "server: https://from-dropin:6443\n")
+		got, errs := nodeconfig.Load(nodeconfig.Options{Program: prog, Role: k3s.RoleAgent, Root: root})
+		if len(errs) != 0 || got.Server != "https://from-dropin:6443" {
+			t.Fatalf("%s drop-in: %q %v", p, got.Server, errs)
+		}
+		u := filepath.Join(root, "etc/systemd/system", unit+".service")
+		write(t, u, "[Service]\nEnvironmentFile=-/etc/systemd/system/"+unit+".service.env\nExecStart=/usr/local/bin/"+p+" agent\n")
+		write(t, u+".env", strings.ToUpper(p)+"_TOKEN=x\n"+strings.ToUpper(p)+"_URL=https://from-env:6443\n")
+		got, _ = nodeconfig.Load(nodeconfig.Options{Program: prog, Role: k3s.RoleAgent, Root: root})
+		if got.Server != "https://from-env:6443" {
+			t.Fatalf("%s env: %q", p, got.Server)
+		}
+		write(t, u, "[Service]\nEnvironmentFile=-/etc/systemd/system/"+unit+".service.env\nExecStart=/usr/local/bin/"+p+" agent -s https://from-flag:9345\n")
+		got, _ = nodeconfig.Load(nodeconfig.Options{Program: prog, Role: k3s.RoleAgent, Root: root})
+		if got.Server != "https://from-flag:9345" {
+			t.Fatalf("%s flag: %q", p, got.Server)
+		}
+	}
+}

@@ -51,6 +51,18 @@ type Node struct {
 	Profile       string `json:"profile"`
 	ProfileSource string `json:"profileSource"`
 	RenewDays     int    `json:"renewDays"`
+	// Servers are the servers an agent-only node points at (omitted on
+	// servers and when none is configured).
+	Servers []ServerRef `json:"servers,omitempty"`
+}
+
+// ServerRef is a server an agent points at, and where that was found:
+// "config" (config.yaml, its drop-ins, the unit's --server or <P>_URL),
+// "load-balancer" (agent/etc/<p>-agent-load-balancer.json) or a kubeconfig.
+type ServerRef struct {
+	Address string   `json:"address"` // host:port
+	URL     string   `json:"url,omitempty"`
+	From    []string `json:"from"`
 }
 
 // Certificate is one certificate as found in one place.

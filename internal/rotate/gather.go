@@ -113,6 +113,9 @@ func GatherNode(ctx context.Context, g GatherOptions) (Input, error) {
 		}
 	}
 	in.Leftovers = presentLeftovers(n.DataDir, n.Program, n.Profile)
+	if n.Role == k3s.RoleAgent {
+		in.AgentCerts = ReadAgentCerts(n.DataDir, n.Program, n.Profile) // agent.go
+	}
 	ljson := filepath.Join(n.DataDir, filepath.FromSlash(k3s.ListenerSpec(n.Program).JSONPath))
 	if fi, err := os.Lstat(ljson); err == nil && fi.Mode().IsRegular() {
 		paths = append(paths, ljson)

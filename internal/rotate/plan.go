@@ -124,7 +124,11 @@ type Plan struct {
 	Addresses         []string    `json:"addresses"` // finding codes and locations this rotation resolves
 	Others            []string    `json:"others"`    // what must happen elsewhere (agents, other servers)
 	Inputs            []FileState `json:"inputs"`
-	Steps             []Step      `json:"steps"`
+	// AgentBefore are an agent's certificates when the plan was made
+	// (agent plans): verify requires new ones, chained to the agent's CA
+	// copies, and the kubelet serving the new serving certificate.
+	AgentBefore []AgentCert `json:"agentBefore,omitempty"`
+	Steps       []Step      `json:"steps"`
 }
 
 // Input is what a plan depends on.
@@ -175,6 +179,8 @@ type Input struct {
 	// ExternalDatastore: datastore-endpoint names an etcd-API datastore
 	// (kine or etcd) that keeps running while K3s is stopped.
 	ExternalDatastore bool
+	// AgentCerts are an agent-only node's certificates now (ReadAgentCerts).
+	AgentCerts []AgentCert
 }
 
 // Cluster listener modes (k3scert rotate --cluster-listener).
@@ -498,7 +504,15 @@ func agentPlan(in Input) (Plan, error) {
 	abs := func(rel string) string { return filepath.Join(dd, filepath.FromSlash(rel)) }
 	p := Plan{APIVersion: report.APIVersion, Kind: "Plan", CreatedAt: in.Now.UTC(), Node: in.Node, Method: "restart-agent",
 		Service: in.Service, ValidDays: in.ValidDays, VerifyDays: in.VerifyDays,
-		BackupDir: abs("agent/" + BackupDirName), BackupRoots: []string{"agent"}, Journal: abs("agent/" + JournalName), Inputs: in.Inputs}
+		BackupDir: abs("agent/" + BackupDirName), BackupRoots: []string{"agent"}, Journal: abs("agent/" + JournalName), Inputs: in.Inputs,
+		AgentBefore: in.AgentCerts}
+	for _, f := range in.Findings {
+		if f.Code == "K3C401" {
+			// The agent's start would fail (…/cacerts is not trusted):
+			// stopping it now only takes a working node down.
+			return Plan{}, fmt.Errorf("the server %s this agent fetches its certificates from serves an expired certificate (K3C401): rotate that server first; restarting this agent now would leave it unable to start", f.Location)
+		}
+	}
 	// Only the agent's own table files (and its endpoints): never
 	// containerd's image snapshots, registry certificates or backups.
 	supervisor := in.supervisorAddr()
@@ -519,7 +533,7 @@ func agentPlan(in Input) (Plan, error) {
 	add(StepStop, "stop "+in.Service)
 	add(StepBackup, "stream one tar.gz (0600) of the agent's own certificates, keys and kubeconfigs (agent/*.crt, *.key, *.kubeconfig; never containerd, images, kubelet state or pod manifests), with a manifest of each entry's type, mode and owner, into "+p.BackupDir)
 	add(StepStart, "start "+in.Service+": the agent fetches fresh client-kubelet, serving-kubelet, kube-proxy and controller certificates from its server", abs("agent"))
-	add(StepVerify, fmt.Sprintf("verify: every agent certificate is valid now and in %d days, check finds nothing critical; on failure roll back from the backup", in.VerifyDays))
+	add(StepVerify, fmt.Sprintf("verify: every agent certificate is a new one (another serial than before the restart), chains to the agent's CA copies, is valid now and in %d days; the kubelet serves the new serving-kubelet certificate; check finds nothing critical; on failure roll back from the backup", in.VerifyDays))
 	return p, nil
 }
 

@@ -448,7 +448,8 @@ func TestAgentRotation(t *testing.T) {
 	}
 	var calls []string
 	e := &rotate.Executor{Plan: p, Service: fakeService{calls: &calls, gen: gen, clock: clock}, Now: clock,
-		Verify: rotate.Verifier{Check: o, Now: clock, Timeout: time.Second}.Verify}
+		// No kubelet runs here; TestAgentRotateVerify compares a served one.
+		Verify: rotate.Verifier{Check: o, Now: clock, Timeout: time.Second, NoKubelet: true}.Verify}
 	if err := e.Apply(context.Background()); err != nil {
 		t.Fatalf("agent rotation: %v", err)
 	}

@@ -34,6 +34,15 @@ type Verifier struct {
 	// readable). In a cluster rotation (Plan.ClusterListener) the
 	// listener must then serve exactly the secret's certificate.
 	Secret func(ctx context.Context) (*corev1.Secret, error)
+	// KubeletAddress is where an agent's kubelet serves (host:port), which
+	// must be the renewed agent/serving-kubelet.crt after an agent
+	// rotation; "" = 127.0.0.1 and Check.Ports.Kubelet (default 10250).
+	// A lab agent points it at its own kubelet port.
+	KubeletAddress string
+	// NoKubelet: no kubelet serves on this node (a test's fake service, a
+	// lab agent that runs none), so the served certificate is not
+	// compared. Everything else of the agent verification still runs.
+	NoKubelet bool
 }
 
 // Verify implements Executor.Verify.
@@ -66,6 +75,11 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 		ports = *v.Check.Ports
 	}
 	supervisor := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.Supervisor))
+	if p.Node.Role == string(k3s.RoleAgent) {
+		if err := v.verifyAgent(ctx, p, now); err != nil { // agent.go
+			return err
+		}
+	}
 	// Only the table's files are judged: the agent's own certificates (a
 	// server's embedded agent too), never containerd's image snapshots,
 	// registry certificates or backups under agent/.
@@ -92,6 +106,12 @@ func (v Verifier) once(ctx context.Context, p Plan) error {
 			if c.Source == "file" && c.Index == 0 && !c.IsCA && agentFiles[c.Location] &&
 				(c.Status == "EXPIRED" || c.Status == "NOT YET VALID") {
 				return fmt.Errorf("%s is %s at %s (notAfter %s): the agent did not fetch a fresh certificate", c.Location, c.Status, at.Format(time.RFC3339), c.NotAfter.Format(time.RFC3339))
+			}
+			if c.Source == "endpoint" && c.Index == 0 && c.Via == source.AgentServerRole && !at.Equal(now) {
+				// an agent's server: whether it serves a valid certificate
+				// now counts (K3C401); its later expiry is that server's
+				// to renew, not this agent rotation's
+				continue
 			}
 			if c.Source == "endpoint" && c.Index == 0 {
 				served++

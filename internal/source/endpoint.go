@@ -12,6 +12,11 @@ import (
 	"time"
 )
 
+// AgentServerRole is the role of an endpoint that is a server an agent
+// points at (its --server, its load balancer's servers): not this node's
+// own process, judged against the agent's server CA copy only.
+const AgentServerRole = "agent-server"
+
 // EndpointTarget is one TLS endpoint to look at.
 type EndpointTarget struct {
 	Address  string // host:port

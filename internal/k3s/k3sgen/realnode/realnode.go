@@ -22,6 +22,7 @@ package realnode
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -60,6 +61,22 @@ type Options struct {
 	// RancherCertDir: kube-* self-signed pairs under server/tls/kube-*/
 	// (rows before the 2025 serving certs).
 	RancherCertDir bool
+	// ServerURL is the agent's --server (agent-only nodes; default
+	// https://127.0.0.1:6443, or :9345 for RKE2). It is written where
+	// install.sh and operators put it: <P>_URL in the unit's .env file and
+	// server: in a config.yaml.d drop-in; the agent's load balancer file
+	// agent/etc/<p>-agent-load-balancer.json remembers it with LBServers.
+	ServerURL string
+	// LBServers are the server addresses (host:port) the agent's load
+	// balancer learned from the supervisor; default the ServerURL's.
+	LBServers []string
+	// APIServers are the RKE2 apiserver load balancer's addresses;
+	// default LBServers' hosts on port 6443.
+	APIServers []string
+	// KubeletServer is the server URL of the agent's kubeconfigs: the
+	// agent's local load balancer, https://127.0.0.1:6444 by default
+	// (k3s --lb-server-port default 6444).
+	KubeletServer string
 	// NoJunk skips the non-K3s state (containerd, images, registry, backups).
 	NoJunk bool
 	// AirgapSize is the sparse tarball's size (default 4 GiB).
@@ -118,6 +135,13 @@ func New(t testing.TB, o Options, now time.Time) *Node {
 	n.Gen = k3sgen.Options{DataDir: n.DataDir, Program: o.Program, Profile: o.Profile, NodeName: "node-1", NodeIPs: nodeIPs,
 		TLSSANs: sans, Listener: !o.StaticListener, DisableETCD: o.DisableETCD, RancherCertDir: o.RancherCertDir}
 	if o.Agent {
+		if o.ServerURL == "" {
+			o.ServerURL = fmt.Sprintf("https://127.0.0.1:%d", k3s.DefaultPorts(o.Program).Supervisor)
+		}
+		if o.KubeletServer == "" {
+			o.KubeletServer = "https://127.0.0.1:6444"
+		}
+		n.O = o
 		n.ServerDataDir = filepath.Join(root, "server-node", string(o.Program))
 		srv := n.Gen
 		srv.DataDir, srv.NoAgent = n.ServerDataDir, true
@@ -157,6 +181,9 @@ func (n *Node) Start(now time.Time) k3sgen.Result {
 	res, err := k3sgen.Start(n.Gen, now)
 	if err != nil {
 		n.T.Fatalf("start: %v", err)
+	}
+	if n.O.Agent {
+		n.writeAgentState()
 	}
 	return res
 }
@@ -252,7 +279,14 @@ ExecStart=/usr/local/bin/%s \
 	}
 	unit += "\n"
 	n.write(n.Unit, []byte(unit), 0o644)
-	n.write(filepath.Join(n.Root, "etc/systemd/system", unitName+".service.env"), []byte(strings.ToUpper(p)+"_TOKEN=K10secret::server:secret\n"), 0o600)
+	env := strings.ToUpper(p) + "_TOKEN=K10secret::server:secret\n"
+	if n.O.Agent {
+		// install.sh writes K3S_URL next to the token for agents; an
+		// operator later moved it to a drop-in as well.
+		env += strings.ToUpper(p) + "_URL=" + n.O.ServerURL + "\n"
+		n.write(n.ConfigFile+".d/10-server.yaml", []byte("server: "+n.O.ServerURL+"\nnode-label+:\n  - zone=a\n"), 0o600)
+	}
+	n.write(filepath.Join(n.Root, "etc/systemd/system", unitName+".service.env"), []byte(env), 0o600)
 }
 
 func joinIPs(ips []net.IP) string {
@@ -425,4 +459,61 @@ func (n *Node) writeStaticListener(now time.Time) {
 		t.Fatal(err)
 	}
 	n.write(n.Path(k3s.ListenerSpec(n.O.Program).JSONPath), b, 0o600)
+}
+
+// writeAgentState writes what a running agent keeps besides its
+// certificates: the load balancer's server list
+// (agent/etc/<p>-agent-load-balancer.json, and for RKE2, whose apiserver
+// port differs, <p>-api-server-agent-load-balancer.json; k3s
+// pkg/agent/loadbalancer) and kubeconfigs that point at the local load
+// balancer.
+func (n *Node) writeAgentState() {
+	t := n.T
+	addr, ok := k3s.ServerAddress(n.O.ServerURL)
+	if !ok {
+		t.Fatalf("bad ServerURL %q", n.O.ServerURL)
+	}
+	servers := n.O.LBServers
+	if len(servers) == 0 {
+		servers = []string{addr}
+	}
+	lb := func(url string, addrs []string) []byte {
+		b, err := json.MarshalIndent(k3s.LoadBalancerState{ServerURL: url, ServerAddresses: addrs}, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	files := k3s.AgentLoadBalancerFiles(n.O.Program)
+	n.write(n.Path(files[0]), lb(n.O.ServerURL, servers), 0o600)
+	if n.O.Program == k3s.RKE2 {
+		api := n.O.APIServers
+		for _, s := range servers {
+			if len(n.O.APIServers) > 0 {
+				break
+			}
+			if h, _, err := net.SplitHostPort(s); err == nil {
+				api = append(api, net.JoinHostPort(h, fmt.Sprint(k3s.DefaultPorts(k3s.RKE2).APIServer)))
+			}
+		}
+		n.write(n.Path(files[1]), lb("https://"+api[0], api), 0o600)
+	}
+	for _, kc := range k3s.Kubeconfigs(n.O.Program, n.O.Profile) {
+		if !strings.HasPrefix(kc, "agent/") {
+			continue
+		}
+		p := n.Path(kc)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "server: ") {
+				l = l[:strings.Index(l, "server: ")] + "server: " + n.O.KubeletServer
+			}
+			out = append(out, l)
+		}
+		n.write(p, []byte(strings.Join(out, "\n")), 0o600)
+	}
 }
