@@ -170,19 +170,72 @@ func sortedReasons(m map[source.Reason]float64) []source.Reason {
 	return out
 }
 
-// buildMetrics turns a report into its per-certificate and per-finding
-// metrics. Label pairs are shared between a certificate's series.
-func buildMetrics(r report.Report, node string) []prometheus.Metric {
-	out := make([]prometheus.Metric, 0, len(r.Certificates)*(2+len(Statuses))+len(r.Findings)+len(diagnose.All))
-	nodePair := pair(&lnNode, node)
+// exportedCerts are the indexes in r.Certificates of the certificates
+// that get series, in report order: index 0 of each location.
+func exportedCerts(r report.Report) []int {
 	type certKey struct{ source, location string }
 	seen := make(map[certKey]bool, len(r.Certificates))
-	for _, c := range r.Certificates {
+	out := make([]int, 0, len(r.Certificates))
+	for i := range r.Certificates {
+		c := &r.Certificates[i]
 		k := certKey{c.Source, c.Location}
 		if c.Index != 0 || seen[k] {
 			continue
 		}
 		seen[k] = true
+		out = append(out, i)
+	}
+	return out
+}
+
+// findingSeries is one series of k3scert_finding_active: the findings
+// with the same labels, counted.
+type findingSeries struct {
+	code, severity, location, remedy string
+	count                            float64
+}
+
+// findingRows groups findings by their labels, in the order of their
+// first finding.
+func findingRows(fs []report.Finding) []findingSeries {
+	type findKey struct{ code, sev, loc, remedy string }
+	at := map[findKey]int{}
+	var out []findingSeries
+	for _, f := range fs {
+		k := findKey{f.Code, string(f.Severity), f.Location, f.Remedy}
+		i, ok := at[k]
+		if !ok {
+			i = len(out)
+			at[k] = i
+			out = append(out, findingSeries{code: f.Code, severity: string(f.Severity), location: f.Location, remedy: f.Remedy})
+		}
+		out[i].count++
+	}
+	return out
+}
+
+// codeCounts is the number of findings per code of diagnose.All, in
+// that order.
+func codeCounts(fs []report.Finding) []float64 {
+	byCode := map[string]float64{}
+	for _, f := range fs {
+		byCode[f.Code]++
+	}
+	out := make([]float64, len(diagnose.All))
+	for i, c := range diagnose.All {
+		out[i] = byCode[c.ID]
+	}
+	return out
+}
+
+// buildMetrics turns a report into its per-certificate and per-finding
+// metrics. Label pairs are shared between a certificate's series.
+func buildMetrics(r report.Report, node string) []prometheus.Metric {
+	certs := exportedCerts(r)
+	out := make([]prometheus.Metric, 0, len(certs)*(2+len(Statuses))+len(r.Findings)+len(diagnose.All))
+	nodePair := pair(&lnNode, node)
+	for _, i := range certs {
+		c := &r.Certificates[i]
 		// Sorted by name: issuer, location, name, node, source, subject.
 		base := []*dto.LabelPair{
 			pair(&lnIssuer, IssuerDN(c.Issuer)), pair(&lnLocation, c.Location), pair(&lnName, c.Name),
@@ -201,33 +254,20 @@ func buildMetrics(r report.Report, node string) []prometheus.Metric {
 			out = append(out, &gauge{descStatus, lp, v})
 		}
 	}
-	type findKey struct{ code, sev, loc, remedy string }
-	counts := map[findKey]float64{}
-	var order []findKey
-	for _, f := range r.Findings {
-		k := findKey{f.Code, string(f.Severity), f.Location, f.Remedy}
-		if _, ok := counts[k]; !ok {
-			order = append(order, k)
-		}
-		counts[k]++
-	}
-	for _, k := range order {
+	for _, f := range findingRows(r.Findings) {
 		// code, location, node, remedy, severity.
-		lp := []*dto.LabelPair{pair(&lnCode, k.code), pair(&lnLocation, k.loc), nodePair, pair(&lnRemedy, k.remedy), pair(&lnSeverity, k.sev)}
-		out = append(out, &gauge{descFinding, lp, counts[k]})
+		lp := []*dto.LabelPair{pair(&lnCode, f.code), pair(&lnLocation, f.location), nodePair, pair(&lnRemedy, f.remedy), pair(&lnSeverity, f.severity)}
+		out = append(out, &gauge{descFinding, lp, f.count})
 	}
 	return append(out, findingsByCode(r.Findings, node)...)
 }
 
 // findingsByCode is one series per code, zero when the code is absent.
 func findingsByCode(fs []report.Finding, node string) []prometheus.Metric {
-	byCode := map[string]float64{}
-	for _, f := range fs {
-		byCode[f.Code]++
-	}
+	counts := codeCounts(fs)
 	out := make([]prometheus.Metric, 0, len(diagnose.All))
-	for _, c := range diagnose.All {
-		out = append(out, prometheus.MustNewConstMetric(descFindings, prometheus.GaugeValue, byCode[c.ID], node, c.ID))
+	for i, c := range diagnose.All {
+		out = append(out, prometheus.MustNewConstMetric(descFindings, prometheus.GaugeValue, counts[i], node, c.ID))
 	}
 	return out
 }
@@ -245,7 +285,14 @@ func IssuerDN(cn string) string {
 var (
 	lnIssuer, lnLocation, lnName, lnSource, lnSubject = "issuer", "location", "name", "source", "subject"
 	lnStatus, lnCode, lnSeverity, lnNode, lnRemedy    = "status", "code", "severity", "node", "remedy"
-	statusPairs                                       = func() []*dto.LabelPair {
+	statusLabels                                      = func() []string {
+		out := make([]string, len(Statuses))
+		for i, st := range Statuses {
+			out[i] = StatusLabel(st)
+		}
+		return out
+	}()
+	statusPairs = func() []*dto.LabelPair {
 		out := make([]*dto.LabelPair, len(Statuses))
 		for i, st := range Statuses {
 			out[i] = pair(&lnStatus, StatusLabel(st))

@@ -3,8 +3,13 @@ package exporter
 import (
 	"bytes"
 	"compress/gzip"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
+	"github.com/k3scert/k3scert/internal/diagnose"
 	"github.com/k3scert/k3scert/internal/report"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -93,8 +98,24 @@ func gzipBytes(b []byte) ([]byte, error) {
 
 // renderFamilies encodes the large families of a report (nil: the
 // per-code zeros only) without the OpenMetrics "# EOF" trailer, which the
-// handler writes after the other families.
+// handler writes after the other families. The text format and
+// OpenMetrics are written directly from the report into one buffer
+// sized up front (appendFamilies); other formats (protobuf) go through
+// client_model objects and expfmt (renderFamiliesDTO), which is also the
+// reference the direct writer is tested against.
 func renderFamilies(r *report.Report, node string, format expfmt.Format) ([]byte, error) {
+	switch format.FormatType() {
+	case expfmt.TypeTextPlain:
+		return appendFamilies(nil, r, node, false), nil
+	case expfmt.TypeOpenMetrics:
+		return appendFamilies(nil, r, node, true), nil
+	}
+	return renderFamiliesDTO(r, node, format)
+}
+
+// renderFamiliesDTO is renderFamilies through client_model objects and
+// expfmt's encoder, for every format.
+func renderFamiliesDTO(r *report.Report, node string, format expfmt.Format) ([]byte, error) {
 	var ms []prometheus.Metric
 	if r != nil {
 		ms = buildMetrics(*r, node)
@@ -126,4 +147,186 @@ func renderFamilies(r *report.Report, node string, format expfmt.Format) ([]byte
 		}
 	}
 	return buf.Bytes(), nil
+}
+
+// appendFamilies appends the large families of r (nil: the per-code
+// zeros only) to b in the Prometheus text format 0.0.4, or in
+// OpenMetrics 1.0 when om (without "# EOF"): the bytes expfmt writes for
+// the same series (renderFamiliesDTO), without building an object per
+// series. Every series of the exposition is the same as buildMetrics's,
+// in the same order.
+func appendFamilies(b []byte, r *report.Report, node string, om bool) []byte {
+	var certs []int
+	var finds []findingSeries
+	var byCode []float64
+	if r != nil {
+		certs = exportedCerts(*r)
+		finds = findingRows(r.Findings)
+		byCode = codeCounts(r.Findings)
+	} else {
+		byCode = codeCounts(nil)
+	}
+	// Size the buffer once: the label values of every series plus the
+	// fixed text of its line (names, label names, quotes, the value).
+	size := 4096
+	nodeLen := len(node)
+	if r != nil {
+		for _, i := range certs {
+			c := &r.Certificates[i]
+			l := len(c.Issuer) + 3 + len(c.Location) + len(c.Name) + nodeLen + len(c.Source) + len(c.Subject)
+			size += 2*(l+len(NameNotBefore)+80) + len(Statuses)*(l+len(NameStatus)+110)
+		}
+		for _, f := range finds {
+			size += len(f.code) + len(f.severity) + len(f.location) + len(f.remedy) + nodeLen + len(NameFindingActive) + 70
+		}
+	}
+	size += len(byCode) * (len(NameFindingsByCode) + nodeLen + 40)
+	if cap(b)-len(b) < size {
+		nb := make([]byte, len(b), len(b)+size)
+		copy(nb, b)
+		b = nb
+	}
+	value := func(b []byte, v float64) []byte {
+		b = append(b, ' ')
+		b = appendFloat(b, v, om)
+		return append(b, '\n')
+	}
+	// certLabels: issuer, location, name, node, source (sorted by name),
+	// then status when there is one, then subject.
+	certLabels := func(b []byte, c *report.Certificate, status string) []byte {
+		b = appendLabel(b, '{', "issuer", IssuerDN(c.Issuer))
+		b = appendLabel(b, ',', "location", c.Location)
+		b = appendLabel(b, ',', "name", c.Name)
+		b = appendLabel(b, ',', "node", node)
+		b = appendLabel(b, ',', "source", c.Source)
+		if status != "" {
+			b = appendLabel(b, ',', "status", status)
+		}
+		b = appendLabel(b, ',', "subject", c.Subject)
+		return append(b, '}')
+	}
+	if len(certs) > 0 {
+		b = appendHeader(b, families[0].name, families[0].help, om)
+		for _, i := range certs {
+			c := &r.Certificates[i]
+			b = append(b, NameNotAfter...)
+			b = certLabels(b, c, "")
+			b = value(b, float64(c.NotAfter.Unix()))
+		}
+		b = appendHeader(b, families[1].name, families[1].help, om)
+		for _, i := range certs {
+			c := &r.Certificates[i]
+			b = append(b, NameNotBefore...)
+			b = certLabels(b, c, "")
+			b = value(b, float64(c.NotBefore.Unix()))
+		}
+		b = appendHeader(b, families[2].name, families[2].help, om)
+		for _, i := range certs {
+			c := &r.Certificates[i]
+			for j, st := range Statuses {
+				v := 0.0
+				if c.Status == string(st) {
+					v = 1
+				}
+				b = append(b, NameStatus...)
+				b = certLabels(b, c, statusLabels[j])
+				b = value(b, v)
+			}
+		}
+	}
+	if len(finds) > 0 {
+		b = appendHeader(b, families[3].name, families[3].help, om)
+		for _, f := range finds {
+			// code, location, node, remedy, severity.
+			b = append(b, NameFindingActive...)
+			b = appendLabel(b, '{', "code", f.code)
+			b = appendLabel(b, ',', "location", f.location)
+			b = appendLabel(b, ',', "node", node)
+			b = appendLabel(b, ',', "remedy", f.remedy)
+			b = appendLabel(b, ',', "severity", f.severity)
+			b = append(b, '}')
+			b = value(b, f.count)
+		}
+	}
+	if len(byCode) > 0 {
+		b = appendHeader(b, families[4].name, families[4].help, om)
+		for i, c := range diagnose.All {
+			b = append(b, NameFindingsByCode...)
+			b = appendLabel(b, '{', "code", c.ID)
+			b = appendLabel(b, ',', "node", node)
+			b = append(b, '}')
+			b = value(b, byCode[i])
+		}
+	}
+	return b
+}
+
+// appendHeader writes a gauge family's HELP and TYPE lines (OpenMetrics
+// also escapes double quotes in HELP).
+func appendHeader(b []byte, name, help string, om bool) []byte {
+	b = append(b, "# HELP "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = appendEscaped(b, help, om)
+	b = append(b, "\n# TYPE "...)
+	b = append(b, name...)
+	return append(b, " gauge\n"...)
+}
+
+// appendLabel writes sep, name="value" with the value made valid UTF-8
+// and escaped as the exposition formats require.
+func appendLabel(b []byte, sep byte, name, value string) []byte {
+	b = append(b, sep)
+	b = append(b, name...)
+	b = append(b, '=', '"')
+	if !utf8.ValidString(value) {
+		value = strings.ToValidUTF8(value, "\uFFFD")
+	}
+	b = appendEscaped(b, value, true)
+	return append(b, '"')
+}
+
+// appendEscaped escapes backslash and newline, and double quotes when
+// quotes (expfmt's writeEscapedString).
+func appendEscaped(b []byte, s string, quotes bool) []byte {
+	for {
+		i := strings.IndexAny(s, "\\\n\"")
+		if i < 0 {
+			return append(b, s...)
+		}
+		b = append(b, s[:i]...)
+		switch c := s[i]; {
+		case c == '\\':
+			b = append(b, '\\', '\\')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case quotes:
+			b = append(b, '\\', '"')
+		default:
+			b = append(b, '"')
+		}
+		s = s[i+1:]
+	}
+}
+
+// appendFloat formats v as expfmt does: the text format's writeFloat, or
+// OpenMetrics's writeOpenMetricsFloat (a ".0" on integral values).
+func appendFloat(b []byte, v float64, om bool) []byte {
+	switch {
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	case math.IsInf(v, +1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	}
+	if v == 0 {
+		v = 0 // -0 is written as 0
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	if om && !bytes.ContainsAny(b[start:], "e.") {
+		b = append(b, '.', '0')
+	}
+	return b
 }
