@@ -2,6 +2,10 @@ package exporter
 
 import (
 	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -58,6 +62,65 @@ func TestAppendFamiliesIsExpfmt(t *testing.T) {
 				if !bytes.Equal(got, want) {
 					t.Errorf("%s, node %q, %s: direct rendering differs from expfmt's\n--- direct\n%s\n--- expfmt\n%s", format, node, name, got, want)
 				}
+			}
+		}
+	}
+}
+
+// gzipBytes splits a large exposition into members at line ends, and a
+// gzip reader reads them back as the same bytes, for sizes around the
+// split threshold and with or without a final newline.
+func TestGzipBytesMembers(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("one P: gzipBytes writes one member; the split is not exercised")
+	}
+	line := func(i int) string {
+		return fmt.Sprintf("k3scert_certificate_not_after_seconds{location=\"/x/%07d.crt\"} %d\n", i, 1700000000+i)
+	}
+	for _, size := range []int{0, 10, gzipPart - 1, gzipPart + 1, 3*gzipPart + 17} {
+		for _, trailing := range []bool{true, false} {
+			var in bytes.Buffer
+			for i := 0; in.Len() < size; i++ {
+				in.WriteString(line(i))
+			}
+			b := in.Bytes()
+			if !trailing && len(b) > 0 {
+				b = b[:len(b)-1]
+			}
+			z, err := gzipBytes(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A bytes.Reader is an io.ByteReader: the gzip reader reads
+			// exactly one member at a time from it.
+			br := bytes.NewReader(z)
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			members := 0
+			var got bytes.Buffer
+			for {
+				zr.Multistream(false)
+				if _, err := io.Copy(&got, zr); err != nil {
+					t.Fatal(err)
+				}
+				members++
+				if err := zr.Reset(br); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(got.Bytes(), b) {
+				t.Errorf("size %d: round trip differs (%d bytes back)", len(b), got.Len())
+			}
+			want := 1
+			if len(b) > gzipPart {
+				want = min(runtime.GOMAXPROCS(0), len(b)/gzipPart+1)
+			}
+			if members != want {
+				t.Errorf("size %d: %d gzip members, want %d", len(b), members, want)
 			}
 		}
 	}
