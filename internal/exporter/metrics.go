@@ -35,13 +35,19 @@ const (
 	NameFindingsByCode = "k3scert_findings_by_code"
 )
 
+// The help of the certificate families says which certificates get series.
+const (
+	helpNotAfter  = "NotAfter of the certificate, as a Unix time (every certificate of a registry bundle; index 0 of other locations)."
+	helpNotBefore = "NotBefore of the certificate, as a Unix time (every certificate of a registry bundle; index 0 of other locations)."
+)
+
 var (
 	certLabels = []string{"node", "source", "location", "name", "subject", "issuer"}
 
 	descNotAfter = prometheus.NewDesc(NameNotAfter,
-		"NotAfter of the certificate, as a Unix time (index 0 of each location only).", certLabels, nil)
+		helpNotAfter, certLabels, nil)
 	descNotBefore = prometheus.NewDesc(NameNotBefore,
-		"NotBefore of the certificate, as a Unix time (index 0 of each location only).", certLabels, nil)
+		helpNotBefore, certLabels, nil)
 	descStatus = prometheus.NewDesc(NameStatus,
 		"Status of the certificate at the last scan (ok, warning, expired, not_yet_valid): one series per status, 1 for the current one.",
 		append(append([]string{}, certLabels...), "status"), nil)
@@ -170,20 +176,59 @@ func sortedReasons(m map[source.Reason]float64) []source.Reason {
 	return out
 }
 
-// exportedCerts are the indexes in r.Certificates of the certificates
-// that get series, in report order: index 0 of each location.
-func exportedCerts(r report.Report) []int {
+// exportedCert is a certificate of the report that gets series: its
+// index in r.Certificates and its name label.
+type exportedCert struct {
+	i    int
+	name string
+}
+
+// exportedCerts are the certificates that get series, in report order:
+//
+//   - every certificate of a registry file (source registry: a CA bundle
+//     the user maintains, each entry a CA that can expire on its own);
+//     the same certificate twice in one file is exported once. Entries
+//     of one file that share subject and issuer (a CA re-issued under
+//     the same name, both in the bundle during a rollover) would be one
+//     series: each of them carries the name "registry@" plus the first
+//     12 hex digits of its SHA-256, as enix's exporter adds a
+//     discriminator label on colliding entries only;
+//   - index 0 of every other location: the certificate the file, the
+//     kubeconfig or the listener is. The CA copies K3s appends after a
+//     leaf are the CAs exported at their own files; a copy that differs
+//     is a chain problem (K3C302).
+func exportedCerts(r report.Report) []exportedCert {
 	type certKey struct{ source, location string }
+	type entryKey struct{ location, subject, issuer string }
 	seen := make(map[certKey]bool, len(r.Certificates))
-	out := make([]int, 0, len(r.Certificates))
+	var sameCert map[[2]string]bool // location, sha256: registry entries already exported
+	var sameName map[entryKey]int   // registry entries per location, subject and issuer
+	out := make([]exportedCert, 0, len(r.Certificates))
 	for i := range r.Certificates {
 		c := &r.Certificates[i]
+		if c.Source == string(source.Registry) {
+			if sameCert == nil {
+				sameCert, sameName = map[[2]string]bool{}, map[entryKey]int{}
+			}
+			if k := [2]string{c.Location, c.SHA256}; !sameCert[k] {
+				sameCert[k] = true
+				sameName[entryKey{c.Location, c.Subject, c.Issuer}]++
+				out = append(out, exportedCert{i, c.Name})
+			}
+			continue
+		}
 		k := certKey{c.Source, c.Location}
 		if c.Index != 0 || seen[k] {
 			continue
 		}
 		seen[k] = true
-		out = append(out, i)
+		out = append(out, exportedCert{i, c.Name})
+	}
+	for j, e := range out {
+		c := &r.Certificates[e.i]
+		if c.Source == string(source.Registry) && sameName[entryKey{c.Location, c.Subject, c.Issuer}] > 1 {
+			out[j].name = c.Name + "@" + c.SHA256[:min(12, len(c.SHA256))]
+		}
 	}
 	return out
 }
@@ -234,11 +279,11 @@ func buildMetrics(r report.Report, node string) []prometheus.Metric {
 	certs := exportedCerts(r)
 	out := make([]prometheus.Metric, 0, len(certs)*(2+len(Statuses))+len(r.Findings)+len(diagnose.All))
 	nodePair := pair(&lnNode, node)
-	for _, i := range certs {
-		c := &r.Certificates[i]
+	for _, e := range certs {
+		c := &r.Certificates[e.i]
 		// Sorted by name: issuer, location, name, node, source, subject.
 		base := []*dto.LabelPair{
-			pair(&lnIssuer, IssuerDN(c.Issuer)), pair(&lnLocation, c.Location), pair(&lnName, c.Name),
+			pair(&lnIssuer, IssuerDN(c.Issuer)), pair(&lnLocation, c.Location), pair(&lnName, e.name),
 			nodePair, pair(&lnSource, c.Source), pair(&lnSubject, c.Subject),
 		}
 		out = append(out,
