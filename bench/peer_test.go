@@ -83,9 +83,42 @@ func peakRSS(pid int) float64 {
 	return 0
 }
 
+// procCPU is the CPU time (user + system, 10 ms ticks) a running process
+// has used so far: on a shared machine a steadier measure of the work
+// than wall time.
+func procCPU(pid int) time.Duration {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): utime and
+	// stime are fields 14 and 15 of proc(5), in clock ticks (100 Hz).
+	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	stt, _ := strconv.ParseFloat(f[12], 64)
+	return time.Duration((ut + stt) * float64(10*time.Millisecond))
+}
+
+// loadavg is the 1, 5 and 15 minute load averages, for the log.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 // peerRun is one exporter start on one fixture.
 type peerRun struct {
 	firstFull time.Duration // process start -> first /metrics with every certificate
+	firstCPU  time.Duration // user+system CPU time of the process until then (steadier under load)
 	warm      time.Duration // median of 5 scrapes after that
 	rssMiB    float64       // peak RSS at the end
 }
@@ -124,6 +157,7 @@ func runExporter(b *testing.B, e exporter, dir string, want int) peerRun {
 		n, _, err := scrape(ctx, c, addr, e.metric)
 		if err == nil && n >= want {
 			r.firstFull = time.Since(start)
+			r.firstCPU = procCPU(cmd.Process.Pid)
 			break
 		}
 		if ctx.Err() != nil {
@@ -167,10 +201,13 @@ func peerSizes(b *testing.B) []int {
 // and reports for each size the medians over b.N rounds and the paired
 // ratios k3scert/peer (< 1: k3scert is faster or smaller):
 //
-//	first-ms   process start -> first /metrics holding every certificate
-//	warm-ms    one /metrics once the cache is full
-//	rss-MiB    peak resident set (VmHWM) after those scrapes
+//	first-ms      process start -> first /metrics holding every certificate
+//	first-cpu-ms  CPU time (user+system) the process used until then
+//	warm-ms       one /metrics once the cache is full
+//	rss-MiB       peak resident set (VmHWM) after those scrapes
 //
+// With $K3SCERT_BENCH_BEFORE (an older k3scert) that binary runs in the
+// same rotation, and the ratios k3scert/before are reported too.
 // Without $K3SCERT_BENCH_PEER it skips and says why (`make bench-peer PEER=…`).
 func BenchmarkPeer(b *testing.B) {
 	peer := os.Getenv(peerEnv)
@@ -182,15 +219,22 @@ func BenchmarkPeer(b *testing.B) {
 	}
 	bin := k3scertBin(b)
 	cfgHome := b.TempDir() // no user config for the peer
-	exporters := []exporter{
-		{name: "k3scert", metric: "k3scert_certificate_not_after_seconds", argv: func(dir, addr string) []string {
+	serve := func(bin string) func(dir, addr string) []string {
+		return func(dir, addr string) []string {
 			return []string{bin, "serve", "-d", filepath.Join(dir, "k3s"), "--admin-kubeconfig", filepath.Join(dir, "k3s.yaml"),
 				"--config", filepath.Join(dir, "config.yaml"), "--no-endpoints", "--secret", "none", "--listen", addr, "--interval", "1h"}
-		}},
+		}
+	}
+	exporters := []exporter{
+		{name: "k3scert", metric: "k3scert_certificate_not_after_seconds", argv: serve(bin)},
 		{name: "peer", metric: "x509_cert_not_after", env: []string{"XDG_CONFIG_HOME=" + cfgHome}, argv: func(dir, addr string) []string {
 			tls := filepath.Join(dir, "k3s", "server", "tls")
 			return []string{peer, "--watch-dir", filepath.Join(tls, bulkSubdir), "--watch-file", filepath.Join(tls, "server-ca.crt"), "--listen-address", addr}
 		}},
+	}
+	before := os.Getenv(beforeEnv)
+	if before != "" {
+		exporters = append(exporters, exporter{name: "before", metric: "k3scert_certificate_not_after_seconds", argv: serve(before)})
 	}
 	for _, n := range peerSizes(b) {
 		dir := cached(b, fmt.Sprintf(bulkCache, n), func(d string) error { return genBulk(d, n) })
@@ -210,20 +254,34 @@ func BenchmarkPeer(b *testing.B) {
 			return median(xs)
 		}
 		first := func(r peerRun) float64 { return float64(r.firstFull) / 1e6 }
+		firstCPU := func(r peerRun) float64 { return float64(r.firstCPU) / 1e6 }
 		warm := func(r peerRun) float64 { return float64(r.warm) / 1e6 }
 		rss := func(r peerRun) float64 { return r.rssMiB }
 		for _, m := range []struct {
 			unit string
 			f    func(peerRun) float64
-		}{{"first-ms", first}, {"warm-ms", warm}, {"rss-MiB", rss}} {
+		}{{"first-ms", first}, {"first-cpu-ms", firstCPU}, {"warm-ms", warm}, {"rss-MiB", rss}} {
 			k, p := med("k3scert", m.f), med("peer", m.f)
 			b.ReportMetric(k, fmt.Sprintf("N%d-%s-k3scert", n, m.unit))
 			b.ReportMetric(p, fmt.Sprintf("N%d-%s-peer", n, m.unit))
 			b.ReportMetric(k/p, fmt.Sprintf("N%d-%s-ratio", n, m.unit))
+			if before != "" {
+				o := med("before", m.f)
+				b.ReportMetric(o, fmt.Sprintf("N%d-%s-before", n, m.unit))
+				b.ReportMetric(k/o, fmt.Sprintf("N%d-%s-ratio-before", n, m.unit))
+			}
 		}
-		b.Logf("N=%d: first full scrape k3scert %.1f ms, peer %.1f ms (×%.2f); warm scrape %.1f / %.1f ms (×%.2f); peak RSS %.1f / %.1f MiB (×%.2f)",
-			n, med("k3scert", first), med("peer", first), med("k3scert", first)/med("peer", first),
+		b.Logf("N=%d, load %s: first full scrape k3scert %.1f ms, peer %.1f ms (×%.2f); CPU to it %.0f / %.0f ms (×%.2f); warm scrape %.1f / %.1f ms (×%.2f); peak RSS %.1f / %.1f MiB (×%.2f)",
+			n, loadavg(), med("k3scert", first), med("peer", first), med("k3scert", first)/med("peer", first),
+			med("k3scert", firstCPU), med("peer", firstCPU), med("k3scert", firstCPU)/med("peer", firstCPU),
 			med("k3scert", warm), med("peer", warm), med("k3scert", warm)/med("peer", warm),
 			med("k3scert", rss), med("peer", rss), med("k3scert", rss)/med("peer", rss))
+		if before != "" {
+			b.Logf("N=%d: before %s: first full scrape %.1f ms (k3scert/before ×%.2f), CPU to it %.0f ms (×%.2f), warm %.1f ms (×%.2f), peak RSS %.1f MiB (×%.2f)",
+				n, before, med("before", first), med("k3scert", first)/med("before", first),
+				med("before", firstCPU), med("k3scert", firstCPU)/med("before", firstCPU),
+				med("before", warm), med("k3scert", warm)/med("before", warm),
+				med("before", rss), med("k3scert", rss)/med("before", rss))
+		}
 	}
 }

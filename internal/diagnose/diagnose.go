@@ -54,6 +54,7 @@ func Run(in Input) report.Report {
 	d.classify()
 	r := report.Report{APIVersion: report.APIVersion, Kind: "Report", At: in.At.UTC(), Node: in.Node}
 	r.Node.RenewDays = in.Profile.RenewDays
+	r.Certificates = make([]report.Certificate, 0, len(in.Inventory.Certs))
 	for _, c := range in.Inventory.Certs {
 		r.Certificates = append(r.Certificates, d.certificate(c))
 	}
@@ -106,6 +107,9 @@ type diag struct {
 	// selfSigned maps a location to the self-signed kube-* serving spec it
 	// holds (files on pre-2025 rows, and the :10257/:10259 endpoints there).
 	self map[string]k3s.Spec
+	// prim caches primaries(): a dozen passes ask for it, and the
+	// inventory does not change during a diagnosis.
+	prim []source.Cert
 }
 
 func (d *diag) add(f report.Finding) { d.out = append(d.out, f) }
@@ -152,12 +156,16 @@ func subject(c *x509.Certificate) string {
 // primaries are the first certificates of each location: what the location
 // is. CA copies later in bundles are judged at their own files.
 func (d *diag) primaries() []source.Cert {
-	var out []source.Cert
+	if d.prim != nil {
+		return d.prim
+	}
+	out := make([]source.Cert, 0, len(d.Inventory.Certs))
 	for _, c := range d.Inventory.Certs {
 		if c.Index == 0 {
 			out = append(out, c)
 		}
 	}
+	d.prim = out
 	return out
 }
 

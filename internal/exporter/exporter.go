@@ -13,12 +13,16 @@
 // private key material; the inventory is dropped after its problems are
 // counted.
 //
-// Bundle entries: only index 0 of each location is exported, the
-// certificate that the location is. The CA copies K3s appends to every leaf
-// file are the same certificates as the CA files, which are exported at
-// their own index 0; a copy that differs is a chain problem and surfaces as
-// a K3C302 finding. This keeps one series per location instead of two to
-// four, and matches the diagnosis, which judges index 0 only.
+// Bundle entries: every certificate of a registry file (a CA bundle the
+// user maintains under containerd's certs.d) is exported, each a CA that
+// can expire on its own; of every other location only index 0, the
+// certificate that the location is. The CA copies K3s appends to every
+// leaf file are the same certificates as the CA files, which are
+// exported at their own index 0; a copy that differs is a chain problem
+// and surfaces as a K3C302 finding. This keeps one series per K3s file
+// instead of two to four, and matches the diagnosis, which judges index
+// 0 only (exportedCerts says how registry entries that share subject and
+// issuer stay apart).
 //
 // This package (its scheduler) is allowed to read the clock; the scan it
 // triggers receives that time as a parameter.
@@ -184,7 +188,7 @@ func (e *Exporter) Scan(ctx context.Context) error {
 	s.lastAt = now
 	s.report = &r
 	s.rendered = &rendered{r: &r, node: e.o.Node}
-	if _, err := s.rendered.get(textFormat, false); err != nil {
+	if _, err := s.rendered.get(textFormat, true); err != nil {
 		e.o.Log.Warn("render metrics", "err", err)
 	}
 	e.state.Store(&s)

@@ -35,13 +35,19 @@ const (
 	NameFindingsByCode = "k3scert_findings_by_code"
 )
 
+// The help of the certificate families says which certificates get series.
+const (
+	helpNotAfter  = "NotAfter of the certificate, as a Unix time (every certificate of a registry bundle; index 0 of other locations)."
+	helpNotBefore = "NotBefore of the certificate, as a Unix time (every certificate of a registry bundle; index 0 of other locations)."
+)
+
 var (
 	certLabels = []string{"node", "source", "location", "name", "subject", "issuer"}
 
 	descNotAfter = prometheus.NewDesc(NameNotAfter,
-		"NotAfter of the certificate, as a Unix time (index 0 of each location only).", certLabels, nil)
+		helpNotAfter, certLabels, nil)
 	descNotBefore = prometheus.NewDesc(NameNotBefore,
-		"NotBefore of the certificate, as a Unix time (index 0 of each location only).", certLabels, nil)
+		helpNotBefore, certLabels, nil)
 	descStatus = prometheus.NewDesc(NameStatus,
 		"Status of the certificate at the last scan (ok, warning, expired, not_yet_valid): one series per status, 1 for the current one.",
 		append(append([]string{}, certLabels...), "status"), nil)
@@ -170,22 +176,114 @@ func sortedReasons(m map[source.Reason]float64) []source.Reason {
 	return out
 }
 
-// buildMetrics turns a report into its per-certificate and per-finding
-// metrics. Label pairs are shared between a certificate's series.
-func buildMetrics(r report.Report, node string) []prometheus.Metric {
-	out := make([]prometheus.Metric, 0, len(r.Certificates)*(2+len(Statuses))+len(r.Findings)+len(diagnose.All))
-	nodePair := pair(&lnNode, node)
+// exportedCert is a certificate of the report that gets series: its
+// index in r.Certificates and its name label.
+type exportedCert struct {
+	i    int
+	name string
+}
+
+// exportedCerts are the certificates that get series, in report order:
+//
+//   - every certificate of a registry file (source registry: a CA bundle
+//     the user maintains, each entry a CA that can expire on its own);
+//     the same certificate twice in one file is exported once. Entries
+//     of one file that share subject and issuer (a CA re-issued under
+//     the same name, both in the bundle during a rollover) would be one
+//     series: each of them carries the name "registry@" plus the first
+//     12 hex digits of its SHA-256, as enix's exporter adds a
+//     discriminator label on colliding entries only;
+//   - index 0 of every other location: the certificate the file, the
+//     kubeconfig or the listener is. The CA copies K3s appends after a
+//     leaf are the CAs exported at their own files; a copy that differs
+//     is a chain problem (K3C302).
+func exportedCerts(r report.Report) []exportedCert {
 	type certKey struct{ source, location string }
+	type entryKey struct{ location, subject, issuer string }
 	seen := make(map[certKey]bool, len(r.Certificates))
-	for _, c := range r.Certificates {
+	var sameCert map[[2]string]bool // location, sha256: registry entries already exported
+	var sameName map[entryKey]int   // registry entries per location, subject and issuer
+	out := make([]exportedCert, 0, len(r.Certificates))
+	for i := range r.Certificates {
+		c := &r.Certificates[i]
+		if c.Source == string(source.Registry) {
+			if sameCert == nil {
+				sameCert, sameName = map[[2]string]bool{}, map[entryKey]int{}
+			}
+			if k := [2]string{c.Location, c.SHA256}; !sameCert[k] {
+				sameCert[k] = true
+				sameName[entryKey{c.Location, c.Subject, c.Issuer}]++
+				out = append(out, exportedCert{i, c.Name})
+			}
+			continue
+		}
 		k := certKey{c.Source, c.Location}
 		if c.Index != 0 || seen[k] {
 			continue
 		}
 		seen[k] = true
+		out = append(out, exportedCert{i, c.Name})
+	}
+	for j, e := range out {
+		c := &r.Certificates[e.i]
+		if c.Source == string(source.Registry) && sameName[entryKey{c.Location, c.Subject, c.Issuer}] > 1 {
+			out[j].name = c.Name + "@" + c.SHA256[:min(12, len(c.SHA256))]
+		}
+	}
+	return out
+}
+
+// findingSeries is one series of k3scert_finding_active: the findings
+// with the same labels, counted.
+type findingSeries struct {
+	code, severity, location, remedy string
+	count                            float64
+}
+
+// findingRows groups findings by their labels, in the order of their
+// first finding.
+func findingRows(fs []report.Finding) []findingSeries {
+	type findKey struct{ code, sev, loc, remedy string }
+	at := map[findKey]int{}
+	var out []findingSeries
+	for _, f := range fs {
+		k := findKey{f.Code, string(f.Severity), f.Location, f.Remedy}
+		i, ok := at[k]
+		if !ok {
+			i = len(out)
+			at[k] = i
+			out = append(out, findingSeries{code: f.Code, severity: string(f.Severity), location: f.Location, remedy: f.Remedy})
+		}
+		out[i].count++
+	}
+	return out
+}
+
+// codeCounts is the number of findings per code of diagnose.All, in
+// that order.
+func codeCounts(fs []report.Finding) []float64 {
+	byCode := map[string]float64{}
+	for _, f := range fs {
+		byCode[f.Code]++
+	}
+	out := make([]float64, len(diagnose.All))
+	for i, c := range diagnose.All {
+		out[i] = byCode[c.ID]
+	}
+	return out
+}
+
+// buildMetrics turns a report into its per-certificate and per-finding
+// metrics. Label pairs are shared between a certificate's series.
+func buildMetrics(r report.Report, node string) []prometheus.Metric {
+	certs := exportedCerts(r)
+	out := make([]prometheus.Metric, 0, len(certs)*(2+len(Statuses))+len(r.Findings)+len(diagnose.All))
+	nodePair := pair(&lnNode, node)
+	for _, e := range certs {
+		c := &r.Certificates[e.i]
 		// Sorted by name: issuer, location, name, node, source, subject.
 		base := []*dto.LabelPair{
-			pair(&lnIssuer, IssuerDN(c.Issuer)), pair(&lnLocation, c.Location), pair(&lnName, c.Name),
+			pair(&lnIssuer, IssuerDN(c.Issuer)), pair(&lnLocation, c.Location), pair(&lnName, e.name),
 			nodePair, pair(&lnSource, c.Source), pair(&lnSubject, c.Subject),
 		}
 		out = append(out,
@@ -201,33 +299,20 @@ func buildMetrics(r report.Report, node string) []prometheus.Metric {
 			out = append(out, &gauge{descStatus, lp, v})
 		}
 	}
-	type findKey struct{ code, sev, loc, remedy string }
-	counts := map[findKey]float64{}
-	var order []findKey
-	for _, f := range r.Findings {
-		k := findKey{f.Code, string(f.Severity), f.Location, f.Remedy}
-		if _, ok := counts[k]; !ok {
-			order = append(order, k)
-		}
-		counts[k]++
-	}
-	for _, k := range order {
+	for _, f := range findingRows(r.Findings) {
 		// code, location, node, remedy, severity.
-		lp := []*dto.LabelPair{pair(&lnCode, k.code), pair(&lnLocation, k.loc), nodePair, pair(&lnRemedy, k.remedy), pair(&lnSeverity, k.sev)}
-		out = append(out, &gauge{descFinding, lp, counts[k]})
+		lp := []*dto.LabelPair{pair(&lnCode, f.code), pair(&lnLocation, f.location), nodePair, pair(&lnRemedy, f.remedy), pair(&lnSeverity, f.severity)}
+		out = append(out, &gauge{descFinding, lp, f.count})
 	}
 	return append(out, findingsByCode(r.Findings, node)...)
 }
 
 // findingsByCode is one series per code, zero when the code is absent.
 func findingsByCode(fs []report.Finding, node string) []prometheus.Metric {
-	byCode := map[string]float64{}
-	for _, f := range fs {
-		byCode[f.Code]++
-	}
+	counts := codeCounts(fs)
 	out := make([]prometheus.Metric, 0, len(diagnose.All))
-	for _, c := range diagnose.All {
-		out = append(out, prometheus.MustNewConstMetric(descFindings, prometheus.GaugeValue, byCode[c.ID], node, c.ID))
+	for i, c := range diagnose.All {
+		out = append(out, prometheus.MustNewConstMetric(descFindings, prometheus.GaugeValue, counts[i], node, c.ID))
 	}
 	return out
 }
@@ -245,7 +330,14 @@ func IssuerDN(cn string) string {
 var (
 	lnIssuer, lnLocation, lnName, lnSource, lnSubject = "issuer", "location", "name", "source", "subject"
 	lnStatus, lnCode, lnSeverity, lnNode, lnRemedy    = "status", "code", "severity", "node", "remedy"
-	statusPairs                                       = func() []*dto.LabelPair {
+	statusLabels                                      = func() []string {
+		out := make([]string, len(Statuses))
+		for i, st := range Statuses {
+			out[i] = StatusLabel(st)
+		}
+		return out
+	}()
+	statusPairs = func() []*dto.LabelPair {
 		out := make([]*dto.LabelPair, len(Statuses))
 		for i, st := range Statuses {
 			out[i] = pair(&lnStatus, StatusLabel(st))

@@ -123,7 +123,7 @@ func AlertGroups(o RulesOptions) []RuleGroup {
 	expiry := RuleGroup{Name: "k3scert.expiry", Rules: []Rule{
 		{
 			Alert:  "K3sCertificateExpired",
-			Expr:   `count by (node) (k3scert_certificate_not_after_seconds <= time()) > 0`,
+			Expr:   `count by (node) (k3scert_certificate_not_after_seconds{source!="registry"} <= time()) > 0`,
 			For:    "5m",
 			Labels: map[string]string{"severity": "critical", "code": diagnose.Expired.ID},
 			Annotations: map[string]string{
@@ -135,7 +135,7 @@ func AlertGroups(o RulesOptions) []RuleGroup {
 		},
 		{
 			Alert:  "K3sCertificateExpiresSoon",
-			Expr:   `min by (node) ((k3scert_certificate_not_after_seconds - time()) > 0) < ` + CriticalDaysExpr(o.CriticalDays),
+			Expr:   `min by (node) ((k3scert_certificate_not_after_seconds{source!="registry"} - time()) > 0) < ` + CriticalDaysExpr(o.CriticalDays),
 			For:    "15m",
 			Labels: map[string]string{"severity": "critical"},
 			Annotations: map[string]string{

@@ -6,8 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/pki"
@@ -39,21 +42,44 @@ var ServingCertDirs = []string{"server/tls/kube-scheduler", "server/tls/kube-con
 // files that exist, and the .crt/.key files of ServingCertDirs. Missing
 // files are left out; what is missing is judged by diagnose.
 func (f Files) Paths() []string {
-	seen := map[string]bool{}
-	var out []string
-	add := func(rel string) {
-		if !f.wanted(rel) || seen[rel] {
-			return
+	es := f.entries()
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.path
+	}
+	return out
+}
+
+// fileEntry is one file Files reads.
+type fileEntry struct {
+	path string
+	// regular: the directory listing said it is a regular file (d_type),
+	// so no stat is needed before the read: the read's own fstat refuses
+	// whatever it became since.
+	regular bool
+	// table: a file the K3s table names (its spec is looked up).
+	table bool
+}
+
+// entries is Paths with what the listing already knew: the serving-cert
+// directories are listed once (getdents gives every name and type), not
+// stat'ed name by name.
+func (f Files) entries() []fileEntry {
+	seen := map[string]int{}
+	var out []fileEntry
+	for _, rel := range k3s.AllFiles(f.Program) {
+		if !f.wanted(rel) {
+			continue
+		}
+		if _, dup := seen[rel]; dup {
+			continue
 		}
 		p := filepath.Join(f.DataDir, filepath.FromSlash(rel))
 		if _, err := os.Lstat(p); err != nil {
-			return
+			continue
 		}
-		seen[rel] = true
-		out = append(out, p)
-	}
-	for _, rel := range k3s.AllFiles(f.Program) {
-		add(rel)
+		seen[rel] = len(out)
+		out = append(out, fileEntry{path: p, table: true})
 	}
 	for _, d := range ServingCertDirs {
 		des, err := os.ReadDir(filepath.Join(f.DataDir, filepath.FromSlash(d)))
@@ -61,12 +87,22 @@ func (f Files) Paths() []string {
 			continue
 		}
 		for _, de := range des {
-			if isCertOrKeyName(de.Name()) {
-				add(d + "/" + de.Name())
+			if !isCertOrKeyName(de.Name()) {
+				continue
 			}
+			rel := d + "/" + de.Name()
+			if !f.wanted(rel) {
+				continue
+			}
+			if i, dup := seen[rel]; dup {
+				out[i].regular = de.Type().IsRegular()
+				continue
+			}
+			seen[rel] = len(out)
+			out = append(out, fileEntry{path: filepath.Join(f.DataDir, filepath.FromSlash(rel)), regular: de.Type().IsRegular()})
 		}
 	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	return out
 }
 
@@ -83,42 +119,76 @@ func (f Files) wanted(rel string) bool {
 	return false
 }
 
-// Read implements Source.
+// Read implements Source. Certificate files are read and parsed by a few
+// workers (GOMAXPROCS, at most one per file) and recorded in path order,
+// so the inventory is the same as a sequential read's; keys are read
+// after them (a key is compared with its certificate).
 func (f Files) Read(ctx context.Context, inv *Inventory) {
-	var certs, keys []string
-	for _, p := range f.Paths() {
+	var certs, keys []fileEntry
+	for _, e := range f.entries() {
 		if ctx.Err() != nil {
 			return
 		}
-		fi, err := os.Stat(p)
-		switch {
-		case err != nil && errors.Is(err, fs.ErrNotExist):
-			// a dangling symlink where a table file belongs
-			inv.AddProblem(Problem{Source: File, Location: p, Reason: ReasonNotFound, Detail: err.Error()})
-			continue
-		case err != nil:
-			inv.AddProblem(Problem{Source: File, Location: p, Reason: classifyReadError(err), Detail: err.Error()})
-			continue
-		case fi.IsDir():
-			// A directory where a certificate or key belongs
-			// (server/tls/client-admin.crt/): not "missing".
-			inv.AddProblem(Problem{Source: File, Location: p, Reason: ReasonNotRegular, Detail: "is a directory, not a certificate or key file"})
-			continue
+		p := e.path
+		if !e.regular {
+			fi, err := os.Stat(p)
+			switch {
+			case err != nil && errors.Is(err, fs.ErrNotExist):
+				// a dangling symlink where a table file belongs
+				inv.AddProblem(Problem{Source: File, Location: p, Reason: ReasonNotFound, Detail: err.Error()})
+				continue
+			case err != nil:
+				inv.AddProblem(Problem{Source: File, Location: p, Reason: classifyReadError(err), Detail: err.Error()})
+				continue
+			case fi.IsDir():
+				// A directory where a certificate or key belongs
+				// (server/tls/client-admin.crt/): not "missing".
+				inv.AddProblem(Problem{Source: File, Location: p, Reason: ReasonNotRegular, Detail: "is a directory, not a certificate or key file"})
+				continue
+			}
 		}
 		if strings.HasSuffix(p, ".key") {
-			keys = append(keys, p)
+			keys = append(keys, e)
 		} else {
-			certs = append(certs, p)
+			certs = append(certs, e)
 		}
 	}
-	parsed := map[string]*Cert{}
-	for _, p := range certs {
-		if c := f.readCert(inv, p); c != nil {
-			parsed[p] = c
+	type result struct {
+		certs   []Cert
+		problem *Problem
+	}
+	results := make([]result, len(certs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := min(runtime.GOMAXPROCS(0), len(certs)); w > 0; w-- {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(certs) || ctx.Err() != nil {
+					return
+				}
+				results[i].certs, results[i].problem = f.readCert(certs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+	parsed := make(map[string]*Cert, len(certs))
+	for i, res := range results {
+		if res.problem != nil {
+			inv.AddProblem(*res.problem)
+		}
+		if len(res.certs) > 0 {
+			inv.AddCert(res.certs...)
+			parsed[certs[i].path] = &res.certs[0]
 		}
 	}
-	for _, p := range keys {
-		f.readKey(inv, p, parsed)
+	for _, e := range keys {
+		f.readKey(inv, e.path, parsed)
 	}
 }
 
@@ -134,23 +204,27 @@ func (f Files) rel(p string) string {
 	return filepath.ToSlash(r)
 }
 
-// readCert records every certificate of file p and returns the first.
-func (f Files) readCert(inv *Inventory, p string) *Cert {
+// readCert reads and parses the certificates of one file: all of them
+// (those before a damaged block too) and the file's problem.
+func (f Files) readCert(e fileEntry) ([]Cert, *Problem) {
+	p := e.path
 	b, err := readLimited(p)
 	if err != nil {
-		inv.AddProblem(Problem{Source: File, Location: p, Reason: classifyReadError(err), Detail: err.Error()})
-		return nil
+		return nil, &Problem{Source: File, Location: p, Reason: classifyReadError(err), Detail: err.Error()}
 	}
 	certs, err := pki.ParseCerts(b)
+	var prob *Problem
 	if err != nil {
-		inv.AddProblem(Problem{Source: File, Location: p, Reason: certReason(err, len(certs)), Detail: err.Error()})
+		prob = &Problem{Source: File, Location: p, Reason: certReason(err, len(certs)), Detail: err.Error()}
 		if len(certs) == 0 {
-			return nil
+			return nil, prob
 		}
 	}
 	id := ""
-	if s, ok := k3s.ByPath(f.Program, f.rel(p)); ok {
-		id = s.ID
+	if e.table {
+		if s, ok := k3s.ByPath(f.Program, f.rel(p)); ok {
+			id = s.ID
+		}
 	}
 	out := make([]Cert, len(certs))
 	for i, c := range certs {
@@ -159,8 +233,7 @@ func (f Files) readCert(inv *Inventory, p string) *Cert {
 			out[i].SpecID = id
 		}
 	}
-	inv.AddCert(out...)
-	return &out[0]
+	return out, prob
 }
 
 func (f Files) readKey(inv *Inventory, p string, certs map[string]*Cert) {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/pki"
@@ -37,13 +36,43 @@ func (r RegistryCerts) Name() string { return "registry" }
 // too_large problem on the directory.
 const MaxRegistryFiles = 10000
 
-// Read implements Source. The walk only lists the files (in lexical
-// order, at most MaxRegistryFiles); a few workers (GOMAXPROCS, at most one
-// per file) then read and parse them, and the results are added in walk
-// order, so the inventory is the same as a sequential read's.
+// Read implements Source. The walk lists the files (in lexical order, at
+// most MaxRegistryFiles) and hands each to a few workers (GOMAXPROCS) that
+// read and parse them while the walk goes on; the results are added in
+// walk order, so the inventory is the same as a sequential read's.
 func (r RegistryCerts) Read(ctx context.Context, inv *Inventory) {
 	root := filepath.Join(r.DataDir, filepath.FromSlash(k3s.RegistryCertsDir))
-	var paths []string
+	type result struct {
+		certs   []Cert
+		problem *Problem
+	}
+	type job struct {
+		i int
+		p string
+	}
+	jobs := make(chan job, 64)
+	var (
+		mu      sync.Mutex
+		results = map[int]result{}
+		wg      sync.WaitGroup
+	)
+	for w := runtime.GOMAXPROCS(0); w > 0; w-- {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				var res result
+				res.certs, res.problem = readRegistryFile(j.p)
+				mu.Lock()
+				results[j.i] = res
+				mu.Unlock()
+			}
+		}()
+	}
+	n := 0
 	overflow := false
 	_ = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if ctx.Err() != nil {
@@ -55,35 +84,21 @@ func (r RegistryCerts) Read(ctx context.Context, inv *Inventory) {
 		if !(strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".pem") || strings.HasSuffix(p, ".cert")) || !de.Type().IsRegular() {
 			return nil
 		}
-		if len(paths) == MaxRegistryFiles {
+		if n == MaxRegistryFiles {
 			overflow = true
 			return filepath.SkipAll
 		}
-		paths = append(paths, p)
+		jobs <- job{n, p}
+		n++
 		return nil
 	})
-	type result struct {
-		certs   []Cert
-		problem *Problem
-	}
-	results := make([]result, len(paths))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := min(runtime.GOMAXPROCS(0), len(paths)); w > 0; w-- {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(paths) || ctx.Err() != nil {
-					return
-				}
-				results[i].certs, results[i].problem = readRegistryFile(paths[i])
-			}
-		}()
-	}
+	close(jobs)
 	wg.Wait()
-	for _, res := range results {
+	for i := range n {
+		res, ok := results[i]
+		if !ok {
+			continue // cancelled
+		}
 		if res.problem != nil {
 			inv.AddProblem(*res.problem)
 		}

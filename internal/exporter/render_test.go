@@ -1,0 +1,127 @@
+package exporter
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/k3scert/k3scert/internal/report"
+	"github.com/prometheus/common/expfmt"
+)
+
+// The direct writer (appendFamilies) writes the bytes expfmt writes for
+// the same series through client_model objects, in the text format and
+// in OpenMetrics, for label values that need escaping or are not valid
+// UTF-8, any node name (also none), and reports with and without
+// certificates or findings.
+func TestAppendFamiliesIsExpfmt(t *testing.T) {
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	cert := func(loc string, idx int, name, subj, iss, status string, na time.Time) report.Certificate {
+		return report.Certificate{Source: "file", Location: loc, Index: idx, Name: name, Subject: subj, Issuer: iss,
+			NotBefore: at.Add(-time.Hour), NotAfter: na, Status: status}
+	}
+	full := report.Report{
+		Certificates: []report.Certificate{
+			cert("/var/lib/rancher/k3s/server/tls/client-admin.crt", 0, "client-admin", "CN=system:admin,O=system:masters", "k3s-client-ca@1700000000", "OK", at.Add(300*24*time.Hour)),
+			cert("/var/lib/rancher/k3s/server/tls/client-admin.crt", 1, "", "CN=k3s-client-ca@1700000000", "k3s-client-ca@1700000000", "OK", at.Add(3000*24*time.Hour)),
+			cert("/tmp/we\"ird\\dir\nname/\xff\xfe.crt", 0, "we\"ird", "CN=a\\b,O=\"q\"", "CN=x\ny", "EXPIRED", at.Add(-48*time.Hour)),
+			cert("/tmp/epoch.crt", 0, "epoch", "CN=epoch", "", "NOT YET VALID", time.Unix(0, 0)),
+			cert("/tmp/neg.crt", 0, "neg", "CN=neg", "CN=already", "WARNING", time.Unix(-1, 0)),
+			cert("/tmp/one.crt", 0, "one", "CN=one", "ca", "WARNING", time.Unix(1, 0)),
+			cert("/tmp/big.crt", 0, "big", "CN=big", "ca", "OK", time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)),
+			cert("/tmp/epoch.crt", 0, "dup", "CN=dup", "ca", "OK", at), // same location again: not exported twice
+		},
+		Findings: []report.Finding{
+			{Code: "K3C001", Severity: report.Critical, Location: "/tmp/a.crt", Remedy: "run \"k3scert rotate\"\\now"},
+			{Code: "K3C001", Severity: report.Critical, Location: "/tmp/a.crt", Remedy: "run \"k3scert rotate\"\\now"},
+			{Code: "K3C302", Severity: report.Warning, Location: "/tmp/\xffb.crt", Remedy: "line\nbreak"},
+			{Code: "K3C005", Severity: report.Info, Location: "", Remedy: ""},
+		},
+	}
+	onlyCerts := report.Report{Certificates: full.Certificates[:2]}
+	onlyFindings := report.Report{Findings: full.Findings}
+	for _, format := range []expfmt.Format{
+		expfmt.NewFormat(expfmt.TypeTextPlain),
+		expfmt.NewFormat(expfmt.TypeOpenMetrics),
+		expfmt.Negotiate(nil),
+	} {
+		for _, node := range []string{"", "node-1", "we\"ird\\node\n"} {
+			for name, r := range map[string]*report.Report{"full": &full, "certs": &onlyCerts, "findings": &onlyFindings, "empty": {}, "nil": nil} {
+				want, err := renderFamiliesDTO(r, node, format)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := renderFamilies(r, node, format)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("%s, node %q, %s: direct rendering differs from expfmt's\n--- direct\n%s\n--- expfmt\n%s", format, node, name, got, want)
+				}
+			}
+		}
+	}
+}
+
+// gzipBytes splits a large exposition into members at line ends, and a
+// gzip reader reads them back as the same bytes, for sizes around the
+// split threshold and with or without a final newline.
+func TestGzipBytesMembers(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("one P: gzipBytes writes one member; the split is not exercised")
+	}
+	line := func(i int) string {
+		return fmt.Sprintf("k3scert_certificate_not_after_seconds{location=\"/x/%07d.crt\"} %d\n", i, 1700000000+i)
+	}
+	for _, size := range []int{0, 10, gzipPart - 1, gzipPart + 1, 3*gzipPart + 17} {
+		for _, trailing := range []bool{true, false} {
+			var in bytes.Buffer
+			for i := 0; in.Len() < size; i++ {
+				in.WriteString(line(i))
+			}
+			b := in.Bytes()
+			if !trailing && len(b) > 0 {
+				b = b[:len(b)-1]
+			}
+			z, err := gzipBytes(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A bytes.Reader is an io.ByteReader: the gzip reader reads
+			// exactly one member at a time from it.
+			br := bytes.NewReader(z)
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			members := 0
+			var got bytes.Buffer
+			for {
+				zr.Multistream(false)
+				if _, err := io.Copy(&got, zr); err != nil {
+					t.Fatal(err)
+				}
+				members++
+				if err := zr.Reset(br); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(got.Bytes(), b) {
+				t.Errorf("size %d: round trip differs (%d bytes back)", len(b), got.Len())
+			}
+			want := 1
+			if len(b) > gzipPart {
+				want = min(runtime.GOMAXPROCS(0), len(b)/gzipPart+1)
+			}
+			if members != want {
+				t.Errorf("size %d: %d gzip members, want %d", len(b), members, want)
+			}
+		}
+	}
+}
