@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -104,6 +105,7 @@ func TestPlanOrder(t *testing.T) {
 // scripted is a Runner whose nodes succeed unless told to fail; it
 // records every call.
 type scripted struct {
+	mu      sync.Mutex
 	calls   []string
 	fail    map[string]error // Rotate/Resume of the node fails
 	badView map[string]string
@@ -111,13 +113,21 @@ type scripted struct {
 }
 
 func (s *scripted) res(st NodeStep, outcome string) NodeResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	start := *s.clock
 	*s.clock = s.clock.Add(10 * time.Second)
 	return NodeResult{Node: st.Node.Name, Role: st.Node.Role, Started: start, Finished: *s.clock, Downtime: 4 * time.Second, Outcome: outcome}
 }
 
+func (s *scripted) note(c string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, c)
+}
+
 func (s *scripted) Rotate(_ context.Context, st NodeStep) (NodeResult, error) {
-	s.calls = append(s.calls, "rotate "+st.Node.Name+" "+st.Listener)
+	s.note("rotate " + st.Node.Name + " " + st.Listener)
 	if err := s.fail[st.Node.Name]; err != nil {
 		return NodeResult{Node: st.Node.Name, Outcome: "rolled back from backup X: K3s is running again on its OLD certificates"}, err
 	}
@@ -125,7 +135,7 @@ func (s *scripted) Rotate(_ context.Context, st NodeStep) (NodeResult, error) {
 }
 
 func (s *scripted) Resume(_ context.Context, st NodeStep) (NodeResult, error) {
-	s.calls = append(s.calls, "resume "+st.Node.Name)
+	s.note("resume " + st.Node.Name)
 	if err := s.fail[st.Node.Name]; err != nil {
 		return NodeResult{}, err
 	}
@@ -133,8 +143,10 @@ func (s *scripted) Resume(_ context.Context, st NodeStep) (NodeResult, error) {
 }
 
 func (s *scripted) Verify(_ context.Context, n Node) (NodeCheck, error) {
-	s.calls = append(s.calls, "verify "+n.Name)
+	s.note("verify " + n.Name)
+	s.mu.Lock()
 	c := NodeCheck{Node: n.Name, Role: n.Role, ServedNotAfter: s.clock.AddDate(1, 0, 0), KubectlOK: n.Role == RoleServer}
+	s.mu.Unlock()
 	if p := s.badView[n.Name]; p != "" {
 		c.Problems = []string{p}
 	}
@@ -255,5 +267,38 @@ func TestClusterVerificationFailure(t *testing.T) {
 	}
 	if rep.Verified || rep.Nodes[4].State != "failed" {
 		t.Errorf("report %+v", rep)
+	}
+}
+
+// Agents in batches: a failure inside a batch lets the batch finish, then
+// stops the run before the next batch; servers stay one at a time.
+func TestAgentConcurrency(t *testing.T) {
+	inv, err := ParseInventory("inv.yaml", []byte("nodes:\n- {name: s1, role: server}\n- {name: s2, role: server}\n- {name: a1, role: agent}\n- {name: a2, role: agent}\n- {name: a3, role: agent}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := NewPlan(inv)
+	p.AgentConcurrency = 2
+	clock := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := &scripted{clock: &clock, fail: map[string]error{"a2": errors.New("boom")}}
+	jp := filepath.Join(t.TempDir(), "j")
+	rep, err := Run(context.Background(), p, r, jp, func() time.Time { return clock })
+	var ne *NodeError
+	if !errors.As(err, &ne) || ne.Step.Node.Name != "a2" {
+		t.Fatalf("err %v", err)
+	}
+	got := map[string]string{}
+	for _, n := range rep.Nodes {
+		got[n.Node] = n.State
+	}
+	if got["s1"] != "done" || got["s2"] != "done" || got["a1"] != "done" || got["a2"] != "failed" || got["a3"] != "not run" {
+		t.Errorf("states %v", got)
+	}
+	if !slices.Contains(r.calls, "rotate a1 ") || slices.Contains(r.calls, "rotate a3 ") || strings.Join(r.calls[:4], ",") != "rotate s1 renew,verify s1,rotate s2 adopt,verify s2" {
+		t.Errorf("calls %v", r.calls)
+	}
+	st, _ := ReadJournal(jp)
+	if st.Nodes["a1"] != NodeDone || st.Nodes["a2"] != NodeFailed || st.Nodes["a3"] != NodePending {
+		t.Errorf("journal %v", st.Nodes)
 	}
 }
