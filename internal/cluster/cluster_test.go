@@ -302,3 +302,43 @@ func TestAgentConcurrency(t *testing.T) {
 		t.Errorf("journal %v", st.Nodes)
 	}
 }
+
+func TestQuoteAndResultParsing(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":             "plain",
+		"/var/lib/k3s":      "/var/lib/k3s",
+		"a b":               "'a b'",
+		"it's":              `'it'\''s'`,
+		"":                  "''",
+		"$(rm -rf /)":       "'$(rm -rf /)'",
+		"--stop-cmd=a;b":    "'--stop-cmd=a;b'",
+		"K=V /bin/x --flag": "'K=V /bin/x --flag'",
+	} {
+		if got := quote(in); got != want {
+			t.Errorf("quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+	out := []byte(`{"apiVersion":"x","kind":"Plan","steps":[]}
+{"apiVersion":"x","kind":"RotateResult","ok":false,"outcome":"rolled back","journalEnd":"rolledback","downtime":5}
+`)
+	res, err := ParseRotateResult(out)
+	if err != nil || res.OK || res.JournalEnd != "rolledback" || res.Downtime != 5 {
+		t.Errorf("result %+v %v", res, err)
+	}
+	if _, err := ParseRotateResult([]byte(`{"kind":"Plan"}`)); err == nil || !strings.Contains(err.Error(), "no rotation result") {
+		t.Errorf("plan only: %v", err)
+	}
+	if _, err := ParseRotateResult([]byte("k3scert: error: boom\n")); err == nil || !strings.Contains(err.Error(), "not JSON") {
+		t.Errorf("text: %v", err)
+	}
+	r := &SSHRunner{Inv: Inventory{Program: "k3s", SSH: SSHOptions{Sudo: true, K3scert: "/opt/k3scert", Args: []string{"-d", "/srv/k3s dir"}},
+		Nodes: []Node{{Name: "s1", Role: RoleServer, Host: "ops@s1", API: "s1:6443"}}}}
+	got := r.Command(NodeStep{Node: r.Inv.Nodes[0], Listener: ListenerRenew})
+	want := `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -- ops@s1 'sudo -n /opt/k3scert rotate -o json --yes --cluster-listener renew -d '\''/srv/k3s dir'\'''`
+	if got != want {
+		t.Errorf("command\n %s\nwant\n %s", got, want)
+	}
+	if d := r.dataDir(r.Inv.Nodes[0]); d != "/srv/k3s dir" {
+		t.Errorf("data dir %q", d)
+	}
+}
