@@ -471,7 +471,7 @@ func (r *SSHRunner) kubectl(ctx context.Context, n Node) (bool, string) {
 	_, port, _ := net.SplitHostPort(n.API)
 	words := strings.Fields(r.Inv.SSH.Kubectl)
 	if len(words) == 0 {
-		words = []string{"kubectl"}
+		words = k3s.DefaultKubectl(r.Inv.Program)
 	}
 	words = append(words, "--kubeconfig", kc, "--server", "https://127.0.0.1:"+port, "--request-timeout", "20s", "get", "--raw", "/readyz")
 	out, tail, code, err := r.run(ctx, n, r.remote(words...))
