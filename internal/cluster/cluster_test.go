@@ -334,7 +334,7 @@ func TestQuoteAndResultParsing(t *testing.T) {
 	r := &SSHRunner{Inv: Inventory{Program: "k3s", SSH: SSHOptions{Sudo: true, K3scert: "/opt/k3scert", Args: []string{"-d", "/srv/k3s dir"}},
 		Nodes: []Node{{Name: "s1", Role: RoleServer, Host: "ops@s1", API: "s1:6443"}}}}
 	got := r.Command(NodeStep{Node: r.Inv.Nodes[0], Listener: ListenerRenew})
-	want := `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -- ops@s1 'sudo -n /opt/k3scert rotate -o json --yes --cluster-listener renew -d '\''/srv/k3s dir'\'''`
+	want := `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 -- ops@s1 'sudo -n /opt/k3scert rotate -o json --yes --cluster-listener renew -d '\''/srv/k3s dir'\'''`
 	if got != want {
 		t.Errorf("command\n %s\nwant\n %s", got, want)
 	}
