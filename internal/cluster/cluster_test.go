@@ -253,6 +253,19 @@ func TestResumeRefusesAnotherPlan(t *testing.T) {
 	if _, err := Resume(context.Background(), Plan{}, r, filepath.Join(t.TempDir(), "none"), now); !errors.Is(err, ErrNoJournal) {
 		t.Errorf("resume without a journal: %v", err)
 	}
+	// The same nodes with fixed arguments: the resumed run uses them.
+	fixed := p
+	fixed.Steps = slices.Clone(p.Steps)
+	fixed.Steps[0].Node.RotateArgs = []string{"--start-cmd", "fixed"}
+	r.fail = nil
+	var seen []string
+	rr := &argsRunner{scripted: r, seen: &seen}
+	if _, err := Resume(context.Background(), fixed, rr, jp, now); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) == 0 || seen[0] != "s1 --start-cmd fixed" {
+		t.Errorf("the resumed run did not use the inventory's fixed arguments: %v", seen)
+	}
 }
 
 func TestClusterVerificationFailure(t *testing.T) {
@@ -341,4 +354,15 @@ func TestQuoteAndResultParsing(t *testing.T) {
 	if d := r.dataDir(r.Inv.Nodes[0]); d != "/srv/k3s dir" {
 		t.Errorf("data dir %q", d)
 	}
+}
+
+// argsRunner records the arguments each node is rotated or resumed with.
+type argsRunner struct {
+	*scripted
+	seen *[]string
+}
+
+func (a *argsRunner) Resume(ctx context.Context, st NodeStep) (NodeResult, error) {
+	*a.seen = append(*a.seen, st.Node.Name+" "+strings.Join(st.Node.RotateArgs, " "))
+	return a.scripted.Resume(ctx, st)
 }

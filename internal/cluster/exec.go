@@ -126,11 +126,13 @@ func Run(ctx context.Context, p Plan, r Runner, journalPath string, now func() t
 	return run(ctx, p, r, j, journalPath, JournalState{Nodes: map[string]NodeState{}}, now)
 }
 
-// Resume continues the cluster rotation of journalPath with the plan
-// recorded there: done nodes are skipped; a node that was started but not
+// Resume continues the cluster rotation of journalPath: done nodes are
+// skipped; a node that was started but not
 // recorded done (or failed) is handed to Runner.Resume, which finishes
-// it from the node's own journal. want, when it has steps, must be the
-// same plan (the inventory may not change under a resumed run).
+// it from the node's own journal. want, when it has steps, must rotate the
+// same nodes in the same order as the recorded plan, and is then the plan
+// that runs (its arguments, options and agent concurrency); without steps
+// the recorded plan runs.
 func Resume(ctx context.Context, want Plan, r Runner, journalPath string, now func() time.Time) (Report, error) {
 	st, err := ReadJournal(journalPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -145,8 +147,14 @@ func Resume(ctx context.Context, want Plan, r Runner, journalPath string, now fu
 	if len(want.Steps) > 0 && !want.same(st.Plan) {
 		return Report{}, fmt.Errorf("%s: the inventory no longer matches the interrupted run's plan (nodes, order, roles or hosts changed); resume with the inventory it started with", journalPath)
 	}
+	// The same nodes in the same order: the current inventory's arguments
+	// and options apply (fixing a node's arguments is often the fix).
+	plan := st.Plan
+	if len(want.Steps) > 0 {
+		plan = want
+	}
 	var todo []NodeStep
-	for _, s := range st.Plan.Steps {
+	for _, s := range plan.Steps {
 		if st.Nodes[s.Node.Name] != NodeDone {
 			todo = append(todo, s)
 		}
@@ -162,7 +170,7 @@ func Resume(ctx context.Context, want Plan, r Runner, journalPath string, now fu
 	if err := j.write(record{T: recResume, At: now()}); err != nil {
 		return Report{}, err
 	}
-	rep, err := run(ctx, st.Plan, r, j, journalPath, st, now)
+	rep, err := run(ctx, plan, r, j, journalPath, st, now)
 	rep.Resumed = true
 	return rep, err
 }
