@@ -22,6 +22,7 @@ func init() { clusterCommands = append(clusterCommands, newClusterRotateCmd) }
 type clusterRotateFlags struct {
 	inventory, journal, output, ssh string
 	dryRun, yes, resume             bool
+	agentConcurrency                int
 }
 
 func newClusterRotateCmd() *cobra.Command {
@@ -50,6 +51,7 @@ certificates are checked. See docs/runbooks/ha-expired.md.
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan (each node's exact ssh command) and exit")
 	fl.BoolVarP(&f.yes, "yes", "y", false, "do not ask before acting")
 	fl.BoolVar(&f.resume, "resume", false, "continue the run of the cluster journal: done nodes are skipped, an interrupted node is resumed from its own journal")
+	fl.IntVar(&f.agentConcurrency, "agent-concurrency", 1, "how many agents rotate at once (1 to 50; servers are always one at a time); a failed agent stops the run after its batch")
 	fl.StringVar(&f.ssh, "ssh", "ssh", "the OpenSSH client")
 	_ = fl.MarkHidden("ssh")
 	return c
@@ -76,6 +78,8 @@ func runClusterRotate(cmd *cobra.Command, f *clusterRotateFlags) error {
 		return fmt.Errorf("-o %q: want text or json", f.output)
 	case f.dryRun && f.resume:
 		return errors.New("--dry-run and --resume exclude each other")
+	case f.agentConcurrency < 1 || f.agentConcurrency > 50:
+		return fmt.Errorf("--agent-concurrency %d: want 1 to 50", f.agentConcurrency)
 	}
 	inv, err := cluster.LoadInventory(f.inventory)
 	if err != nil {
@@ -87,6 +91,7 @@ func runClusterRotate(cmd *cobra.Command, f *clusterRotateFlags) error {
 	}
 	logw := cmd.ErrOrStderr()
 	r := &cluster.SSHRunner{Inv: inv, SSH: f.ssh, Now: time.Now, Log: logw}
+	plan.AgentConcurrency = f.agentConcurrency
 	plan = plan.WithCommands(r.Command)
 	journal := f.journal
 	if journal == "" {

@@ -63,7 +63,7 @@ type SSHOptions struct {
 	// (e.g. --unit, --stop-cmd/--start-cmd); a node's own follow them.
 	RotateArgs []string `json:"rotateArgs,omitempty"`
 	// Kubectl is the remote kubectl command for "kubectl through each
-	// server" (default "kubectl"; e.g. "k3s kubectl").
+	// server" (default "k3s kubectl"; RKE2: /var/lib/rancher/rke2/bin/kubectl).
 	Kubectl string `json:"kubectl,omitempty"`
 }
 

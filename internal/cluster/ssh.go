@@ -86,8 +86,19 @@ func (r *SSHRunner) sshArgs(host string) []string {
 	if o.User != "" {
 		a = append(a, "-l", o.User)
 	}
+	set := map[string]bool{}
 	for _, x := range o.Options {
 		a = append(a, "-o", x)
+		k, _, _ := strings.Cut(x, "=")
+		set[strings.ToLower(k)] = true
+	}
+	// Defaults the inventory's options override: an unreachable host
+	// fails in seconds, a dead connection in about a minute.
+	if !set["connecttimeout"] {
+		a = append(a, "-o", "ConnectTimeout=15")
+	}
+	if !set["serveraliveinterval"] {
+		a = append(a, "-o", "ServerAliveInterval=15")
 	}
 	return append(a, "--", host)
 }
@@ -199,7 +210,7 @@ func (r *SSHRunner) run(ctx context.Context, n Node, remote string) ([]byte, str
 	case errors.As(err, &ee):
 		code = ee.ExitCode()
 		if code == 255 {
-			return out.Bytes(), tail, code, fmt.Errorf("ssh %s failed (exit 255): %s", n.Host, tail)
+			return out.Bytes(), tail, code, fmt.Errorf("ssh %s failed (exit 255): %s (a rotation already running there goes on to its end: it ignores the hangup; --resume finishes the node from its journal)", n.Host, tail)
 		}
 	case err != nil:
 		return out.Bytes(), tail, -1, fmt.Errorf("ssh %s: %w", n.Host, err)
@@ -471,7 +482,7 @@ func (r *SSHRunner) kubectl(ctx context.Context, n Node) (bool, string) {
 	_, port, _ := net.SplitHostPort(n.API)
 	words := strings.Fields(r.Inv.SSH.Kubectl)
 	if len(words) == 0 {
-		words = []string{"kubectl"}
+		words = k3s.DefaultKubectl(r.Inv.Program)
 	}
 	words = append(words, "--kubeconfig", kc, "--server", "https://127.0.0.1:"+port, "--request-timeout", "20s", "get", "--raw", "/readyz")
 	out, tail, code, err := r.run(ctx, n, r.remote(words...))

@@ -218,3 +218,53 @@ func TestExternalDatastorePlan(t *testing.T) {
 		}
 	}
 }
+
+// The first server of a cluster renews from the shared secret when it
+// holds names this server's dynamic-cert.json lacks (another server's
+// address, merged in by dynamiclistener): a later server adopting the
+// renewed certificate still finds its own address in it.
+func TestClusterRenewKeepsEveryServersNames(t *testing.T) {
+	n := newFNode(t, k3s.ProfileCurrent, nil)
+	at := install.AddDate(0, 0, 400)
+	js := readJSON(t, n.dataDir)
+	leaf, _ := pki.ParseCerts(js.Data[corev1.TLSCertKey])
+	key, _, err := pki.ParseKey(js.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	caB, _ := os.ReadFile(n.path("server/tls/server-ca.crt"))
+	cas, _ := pki.ParseCerts(caB)
+	caKB, _ := os.ReadFile(n.path("server/tls/server-ca.key"))
+	caKey, _, _ := pki.ParseKey(caKB)
+	tmpl := *leaf[0]
+	tmpl.IPAddresses = append(append([]net.IP(nil), tmpl.IPAddresses...), net.ParseIP("10.0.0.12"))
+	wide, err := pki.Renew(&tmpl, key.Public(), cas[0], caKey, leaf[0].NotBefore, leaf[0].NotAfter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := js.DeepCopy()
+	shared.Name, shared.Namespace = "k3s-serving", "kube-system"
+	shared.Data[corev1.TLSCertKey] = pki.EncodeCerts(wide, cas[0])
+	n.seedSQLite(t, shared)
+
+	p, err := clusterPlan(t, n, rotate.ClusterRenew, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	e := &rotate.Executor{Plan: p, Service: fakeService{calls: &calls}, Secrets: n.secrets(), Now: func() time.Time { return at }}
+	if err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := storedSecret(t, n)
+	c, _ := pki.ParseCerts(got.Data[corev1.TLSCertKey])
+	if !strings.Contains(strings.Join(pki.SANs(c[0]), ","), "10.0.0.12") || !c[0].NotAfter.After(at) {
+		t.Errorf("renewed shared certificate: names %v, until %s", pki.SANs(c[0]), c[0].NotAfter)
+	}
+	if !bytes.Equal(readJSON(t, n.dataDir).Data[corev1.TLSCertKey], got.Data[corev1.TLSCertKey]) {
+		t.Error("dynamic-cert.json and the secret differ after the renewal")
+	}
+	if got.Annotations[rotate.ListenerAnnotationKey("10.0.0.12", false)] != "10.0.0.12" {
+		t.Errorf("annotations %v", got.Annotations)
+	}
+}
