@@ -90,6 +90,10 @@ type HAResult struct {
 	// was replaced during the rotation: 1 when the first server renewed it
 	// and the others adopted it.
 	ListenerRenewals int `json:"listenerRenewals"`
+	// SharedCopiesDiffer lists shared files whose copies are not the same
+	// bytes at the end (each CA and key on every server, in the bootstrap
+	// data, the agents' CA files); empty when all agree.
+	SharedCopiesDiffer []string `json:"sharedCopiesDiffer"`
 	// ClockUntouched: time travel was done by re-signing; the system
 	// clock was never written.
 	ClockUntouched bool    `json:"clockUntouched"`
@@ -209,6 +213,10 @@ func RunHA(ctx context.Context, o HAOptions) (HAResult, error) {
 			ok = ok && s.KubectlOK && s.ServedNotAfter != nil && s.ServedNotAfter.After(s.VirtualDate)
 		}
 		r.Remedied = &ok
+	}
+	r.SharedCopiesDiffer = c.SharedCopiesIdentical(ctx)
+	if r.SharedCopiesDiffer == nil {
+		r.SharedCopiesDiffer = []string{}
 	}
 	r.Summary = haSummary(r)
 	r.Seconds = time.Since(start).Seconds()

@@ -55,6 +55,9 @@ func TestHAExpiredRotate(t *testing.T) {
 	if servers != 3 || agents != 2 {
 		t.Errorf("rotated steps: %d servers, %d agents, want 3 and 2", servers, agents)
 	}
+	if len(r.SharedCopiesDiffer) > 0 {
+		t.Errorf("copies of shared files differ after advance and rotation: %v", r.SharedCopiesDiffer)
+	}
 }
 
 // TestHAPreventive is the bar of issue #13 for a healthy cluster inside the
