@@ -119,10 +119,10 @@ func newLabRunCmd() *cobra.Command {
 
 func newLabUpCmd() *cobra.Command {
 	var profile, root string
-	var advance, supPort, apiPort, kinePort int
+	var advance, supPort, apiPort, kinePort, servers, agents int
 	c := &cobra.Command{
 		Use:   "up",
-		Short: "Start a lab node and leave it running until Ctrl-C (point check and rotate at it)",
+		Short: "Start a lab node (or an HA cluster with --servers/--agents) and leave it running until Ctrl-C (point check and rotate at it)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := k3s.ProfileByName(profile)
@@ -136,6 +136,12 @@ func newLabUpCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if servers > 1 || agents > 0 {
+				if supPort != 0 || apiPort != 0 || kinePort != 0 {
+					return fmt.Errorf("--supervisor-port, --apiserver-port and --kine-port are for a single node; a cluster picks free ports")
+				}
+				return upCluster(ctx, cmd, p, root, servers, agents, advance)
+			}
 			n, err := lab.New(lab.Options{Root: root, Profile: p, SupervisorPort: supPort, APIServerPort: apiPort, KinePort: kinePort,
 				Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "lab: "+f+"\n", a...) }})
 			if err != nil {
@@ -168,7 +174,42 @@ func newLabUpCmd() *cobra.Command {
 	c.Flags().IntVar(&supPort, "supervisor-port", 0, "supervisor port (default: a free port)")
 	c.Flags().IntVar(&apiPort, "apiserver-port", 0, "apiserver port (default: a free port)")
 	c.Flags().IntVar(&kinePort, "kine-port", 0, "kine port (default: a free port)")
+	c.Flags().IntVar(&servers, "servers", 1, "servers sharing one datastore (more than 1: an HA cluster)")
+	c.Flags().IntVar(&agents, "agents", 0, "agents fetching their certificates from the servers")
 	return c
+}
+
+// upCluster is `lab up --servers N --agents M`: an HA cluster left running.
+func upCluster(ctx context.Context, cmd *cobra.Command, p k3s.Profile, root string, servers, agents, advance int) error {
+	if servers < 1 {
+		servers = 1
+	}
+	c, err := lab.NewCluster(lab.ClusterOptions{Root: root, Profile: p, Servers: servers, Agents: agents, NoAgents: agents == 0,
+		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "lab: "+f+"\n", a...) }})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Start(ctx); err != nil {
+		return err
+	}
+	if advance > 0 {
+		if err := c.Advance(ctx, advance); err != nil {
+			return err
+		}
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "lab cluster running (profile %s, virtual date %s, datastore %s)\n", p.Name, c.Now().Format(time.RFC3339), c.DatastoreEndpoint())
+	for _, n := range c.Servers {
+		ports := n.Ports()
+		fmt.Fprintf(w, "  %s: data dir %s, kubeconfig %s, supervisor 127.0.0.1:%d, apiserver 127.0.0.1:%d\n", n.Name(), n.DataDir(), n.Kubeconfig(), ports.Supervisor, ports.APIServer)
+	}
+	for _, a := range c.Agents {
+		fmt.Fprintf(w, "  %s: data dir %s, server %s, kubelet %s\n", a.Name(), a.DataDir(), a.ServerURL(), a.KubeletAddr())
+	}
+	fmt.Fprintln(w, "Ctrl-C stops the cluster")
+	<-ctx.Done()
+	return nil
 }
 
 // labProfileNames are the --profile values: the aliases, then every row of

@@ -98,3 +98,9 @@ func TestRunHAArguments(t *testing.T) {
 		}
 	}
 }
+
+func TestUpClusterRejectsFixedPorts(t *testing.T) {
+	if _, err := run(t, "up", "--servers", "3", "--kine-port", "20000", "--root", t.TempDir()); err == nil || !strings.Contains(err.Error(), "single node") {
+		t.Fatalf("up --servers 3 --kine-port: %v", err)
+	}
+}

@@ -55,9 +55,8 @@ import (
 //     (:10250 on a real node), and one API call through the server with the
 //     client-kubelet certificate to prove it is accepted.
 //
-// Older release lines whose agents did not send a CSR (the server returned
-// its shared key) are not modelled by the agent; the supervisor answers
-// such requests as K3s does.
+// Older release lines' agents did not send a CSR: they GET each certificate
+// and the server returns its shared key with it (agentSendsCSR).
 
 // AgentOptions describe a lab agent.
 type AgentOptions struct {
@@ -253,17 +252,21 @@ func (a *Agent) fetch(ctx context.Context) error {
 			return err
 		}
 	}
+	csr := agentSendsCSR(a.o.Profile)
 	for _, name := range []string{"serving-kubelet", "client-kubelet", "client-kube-proxy", "client-{p}-controller"} {
 		keyFile := a.path(name + ".key")
-		key, err := loadOrCreateKey(keyFile)
-		if err != nil {
-			return err
+		method, body := http.MethodGet, []byte(nil)
+		if csr {
+			key, err := loadOrCreateKey(keyFile)
+			if err != nil {
+				return err
+			}
+			if body, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key); err != nil {
+				return err
+			}
+			method = http.MethodPost
 		}
-		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-		if err != nil {
-			return err
-		}
-		b, err := a.do(ctx, client, http.MethodPost, prefix+strings.ReplaceAll(name, "{p}", p)+".crt", csr, hdr)
+		b, err := a.do(ctx, client, method, prefix+strings.ReplaceAll(name, "{p}", p)+".crt", body, hdr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", a.path(name+".crt"), err)
 		}
@@ -351,6 +354,14 @@ func splitCertKeyPEM(b []byte) (certs, key []byte) {
 		}
 	}
 }
+
+// agentSendsCSR: the release line's agents POST a CSR and keep their keys
+// (k3s caeebc52b, first released in v1.31.5 and v1.32.x, audit §4). The
+// matrix rows whose whole span is later are the 2025 lines (dynamiclistener
+// "current": v1.31.9+, v1.32.5+, v1.33.1+); older rows — including v1.24.3,
+// whose span v1.24.3 – v1.31.8 straddles v1.31.5 — GET the certificate and
+// receive the server's shared key with it.
+func agentSendsCSR(p k3s.Profile) bool { return p.DynamicListener == "current" }
 
 // ServedKubelet returns the certificate the kubelet stand-in serves, nil
 // when nothing serves. Verification against the agent's server CA is done

@@ -107,3 +107,45 @@ func contains(s []string, v string) bool {
 	}
 	return false
 }
+
+// TestAgentFetchLegacy: on a release line before CSR signing (v1.18) the
+// agent GETs its certificates and receives the server's shared key with
+// each, as those agents did (handlers.go signAndSend, legacy branch).
+func TestAgentFetchLegacy(t *testing.T) {
+	requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	n, err := lab.New(lab.Options{Root: filepath.Join(dir, "server"), Profile: k3s.ProfileV118, NodeName: "server-1", Token: "s3cret-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, err := lab.NewAgent(lab.AgentOptions{Root: filepath.Join(dir, "agent"), Name: "agent-1", Profile: k3s.ProfileV118, Server: n, Token: "s3cret-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"client-kubelet.key", "serving-kubelet.key", "client-kube-proxy.key", "client-k3s-controller.key"} {
+		got, err := os.ReadFile(filepath.Join(a.DataDir(), "agent", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join(n.DataDir(), "server", "tls", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("agent/%s is not the server's shared key", f)
+		}
+	}
+	if err := a.APICall(ctx); err != nil {
+		t.Errorf("client-kubelet not accepted by the API: %v", err)
+	}
+}

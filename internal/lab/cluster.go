@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/k3s"
@@ -26,10 +25,9 @@ import (
 // (agent.go) fetch their certificates from a server's supervisor on every
 // start.
 //
-// Joining servers get the CAs by a copy of server 1's CA files (the lab's
-// difference from K3s, which reads them from the encrypted bootstrap data
-// in the datastore, pkg/cluster/storage.go; facts §5.3): the result on disk
-// is the same files with the same bytes.
+// Server 1 creates the CAs and stores them as K3s's encrypted bootstrap
+// data in the datastore; joining servers read them from there
+// (bootstrap.go).
 
 // ClusterOptions describe a lab cluster.
 type ClusterOptions struct {
@@ -173,7 +171,7 @@ func (c *Cluster) Start(ctx context.Context) (map[string]k3sgen.Result, error) {
 	}
 	for i, n := range c.Servers {
 		if i > 0 {
-			if err := c.join(n); err != nil {
+			if err := c.join(ctx, n); err != nil {
 				return out, err
 			}
 		}
@@ -184,6 +182,11 @@ func (c *Cluster) Start(ctx context.Context) (map[string]k3sgen.Result, error) {
 		out[n.Name()] = res
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", n.Name(), err)
+		}
+		if i == 0 {
+			if err := c.saveBootstrap(ctx); err != nil {
+				return out, fmt.Errorf("%s: save bootstrap data: %w", n.Name(), err)
+			}
 		}
 	}
 	for _, a := range c.Agents {
@@ -204,52 +207,6 @@ func (c *Cluster) Close() {
 	}
 	c.kine.stop(5 * time.Second)
 	c.kine = nil
-}
-
-// sharedFiles are what a joining server takes from the bootstrap data
-// (ControlRuntimeBootstrap, facts §5.3): the CAs with their keys and the
-// service-account key. Leaves are each server's own.
-func sharedFiles(dataDir string) ([]string, error) {
-	var out []string
-	for _, pat := range []string{"server/tls/*-ca.crt", "server/tls/*-ca.key", "server/tls/*-ca.nochain.crt",
-		"server/tls/etcd/*-ca.crt", "server/tls/etcd/*-ca.key", "server/tls/service.key", "server/tls/service.current.key"} {
-		m, err := filepath.Glob(filepath.Join(dataDir, filepath.FromSlash(pat)))
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range m {
-			rel, _ := filepath.Rel(dataDir, f)
-			out = append(out, rel)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("lab: no CA files under %s", dataDir)
-	}
-	return out, nil
-}
-
-// join gives a joining server the cluster's CAs (lab difference: a copy
-// of server 1's files instead of the datastore's bootstrap data).
-func (c *Cluster) join(n *Node) error {
-	src := c.Servers[0].DataDir()
-	files, err := sharedFiles(src)
-	if err != nil {
-		return err
-	}
-	for _, rel := range files {
-		b, err := os.ReadFile(filepath.Join(src, rel))
-		if err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasSuffix(rel, ".key") {
-			mode = 0o600
-		}
-		if err := writeAtomic(filepath.Join(n.DataDir(), rel), b, mode); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // writeConfig writes the server's /etc/rancher/k3s/config.yaml as an HA
@@ -331,6 +288,10 @@ func (c *Cluster) Advance(ctx context.Context, days int) error {
 	}
 	c.offset += time.Duration(days) * 24 * time.Hour
 	if err := c.startKine(ctx); err != nil {
+		return err
+	}
+	// The bootstrap data holds the CAs too: the same re-signed bytes.
+	if err := c.saveBootstrap(ctx); err != nil {
 		return err
 	}
 	for i, n := range c.Servers {

@@ -21,6 +21,10 @@ import (
 type ClusterRunner struct {
 	C   *Cluster
 	Log func(format string, args ...any)
+	// FailStarts makes the next FailStarts[node] starts of that server fail
+	// after it started (Service.FailStarts: a K3s that "does not come
+	// back"), for tests of rollback and resume.
+	FailStarts map[string]int
 	// secretChanges counts the server rotations after which the shared
 	// secret held another certificate than before.
 	secretChanges int
@@ -82,8 +86,14 @@ func (r *ClusterRunner) Rotate(ctx context.Context, s cluster.NodeStep) (cluster
 		if n == nil {
 			return res, fmt.Errorf("lab: no server %q", s.Node.Name)
 		}
-		ts = &timedService{Service: &Service{N: n}}
+		svc := &Service{N: n, FailStarts: r.FailStarts[n.Name()]}
+		ts = &timedService{Service: svc}
 		e, err = n.ClusterRotateExecutor(ctx, rotate.MethodRenew, s.Listener, ts)
+		defer func() {
+			if r.FailStarts != nil {
+				r.FailStarts[n.Name()] = svc.FailStarts
+			}
+		}()
 	case cluster.RoleAgent:
 		a := r.C.agent(s.Node.Name)
 		if a == nil {

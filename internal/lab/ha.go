@@ -90,6 +90,10 @@ type HAResult struct {
 	// was replaced during the rotation: 1 when the first server renewed it
 	// and the others adopted it.
 	ListenerRenewals int `json:"listenerRenewals"`
+	// SharedCopiesDiffer lists shared files whose copies are not the same
+	// bytes at the end (each CA and key on every server, in the bootstrap
+	// data, the agents' CA files); empty when all agree.
+	SharedCopiesDiffer []string `json:"sharedCopiesDiffer"`
 	// ClockUntouched: time travel was done by re-signing; the system
 	// clock was never written.
 	ClockUntouched bool    `json:"clockUntouched"`
@@ -210,6 +214,10 @@ func RunHA(ctx context.Context, o HAOptions) (HAResult, error) {
 		}
 		r.Remedied = &ok
 	}
+	r.SharedCopiesDiffer = c.SharedCopiesIdentical(ctx)
+	if r.SharedCopiesDiffer == nil {
+		r.SharedCopiesDiffer = []string{}
+	}
 	r.Summary = haSummary(r)
 	r.Seconds = time.Since(start).Seconds()
 	return r, nil
@@ -294,7 +302,11 @@ func haSummary(r HAResult) string {
 	switch r.Scenario {
 	case "ha-expired":
 		if r.Reproduced {
-			fmt.Fprintf(&b, "reproduced on %d servers and %d agents: after the restart the listener kept its expired certificate (kubectl and agent starts fail with %q)", r.Servers, r.Agents, X509Expired)
+			who := "kubectl fails"
+			if r.Agents > 0 {
+				who = "kubectl and agent starts fail"
+			}
+			fmt.Fprintf(&b, "reproduced on %d servers and %d agents: after the restart the listener kept its expired certificate (%s with %q)", r.Servers, r.Agents, who, X509Expired)
 		} else {
 			fmt.Fprintf(&b, "not reproduced on %d servers and %d agents: the restart left the cluster working", r.Servers, r.Agents)
 		}

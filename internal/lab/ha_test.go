@@ -3,10 +3,12 @@ package lab_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/k3scert/k3scert/internal/cluster"
 	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/lab"
 )
@@ -54,6 +56,9 @@ func TestHAExpiredRotate(t *testing.T) {
 	}
 	if servers != 3 || agents != 2 {
 		t.Errorf("rotated steps: %d servers, %d agents, want 3 and 2", servers, agents)
+	}
+	if len(r.SharedCopiesDiffer) > 0 {
+		t.Errorf("copies of shared files differ after advance and rotation: %v", r.SharedCopiesDiffer)
 	}
 }
 
@@ -116,5 +121,58 @@ func BenchmarkHAPreventive(b *testing.B) {
 		}
 		b.Logf("client: %d requests, %d failed, %d failovers, %d retried (reset/EOF), longest gap %.2fs; errors %v; retried %v",
 			r.Client.Sent, r.Client.Failed, r.Client.Failovers, r.Client.Retried, r.Client.LongestGapSeconds, r.Client.Errors, r.Client.RetriedErrors)
+	}
+}
+
+// TestHAClusterResume: a server whose K3s does not come back after its
+// rotation is rolled back by its own rotate, the cluster rotation stops
+// there (later nodes untouched), and `cluster rotate --resume`
+// (cluster.Resume with the lab runner) finishes the cluster.
+func TestHAClusterResume(t *testing.T) {
+	requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	c, err := lab.NewCluster(lab.ClusterOptions{Root: filepath.Join(t.TempDir(), "ha"), Profile: k3s.ProfileCurrent, Agents: 1, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Advance(ctx, 361); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := cluster.NewPlan(cluster.Inventory{Nodes: c.Inventory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &lab.ClusterRunner{C: c, Log: t.Logf, FailStarts: map[string]int{"server-2": 1}}
+	journal := filepath.Join(c.Root(), "cluster.journal")
+	rep, err := cluster.Run(ctx, plan, run, journal, time.Now)
+	var ne *cluster.NodeError
+	if !errors.As(err, &ne) || ne.Step.Node.Name != "server-2" {
+		t.Fatalf("want the run to stop at server-2, got %v", err)
+	}
+	for _, n := range rep.Nodes {
+		want := map[string]string{"server-1": "done", "server-2": "failed", "server-3": "not run", "agent-1": "not run"}[n.Node]
+		if n.State != want {
+			t.Errorf("%s: state %q, want %q", n.Node, n.State, want)
+		}
+	}
+	if !c.Servers[1].Running() {
+		t.Fatalf("server-2 is not running after its rollback")
+	}
+	rep, err = cluster.Resume(ctx, plan, run, journal, time.Now)
+	if err != nil {
+		t.Fatalf("resume: %v\n%s", err, rep.Text())
+	}
+	if !rep.Verified {
+		t.Fatalf("resumed cluster not verified:\n%s", rep.Text())
+	}
+	for _, ch := range rep.Checks {
+		if !ch.KubectlOK || len(ch.Problems) > 0 {
+			t.Errorf("%s after resume: %+v", ch.Node, ch)
+		}
 	}
 }
