@@ -1,6 +1,9 @@
 package check_test
 
 import (
+	"crypto/rand"
+	"crypto/x509"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,5 +159,53 @@ func TestAgentNoServerConfigured(t *testing.T) {
 	r, _ = checktest.CheckReal(t, n, realT0.Add(time.Hour))
 	if len(agentCodes(r, "K3C403")) != 0 {
 		t.Fatal("K3C403 without probes")
+	}
+}
+
+// TestAgentServerCrossSigned: after a CA rotation with a cross-signed
+// CA (k3s certificate rotate-ca with contrib/util/rotate-default-ca-certs.sh),
+// a server serves its leaf from the new CA plus the new CA cross-signed by
+// the old one: the agent that still holds the old CA trusts that chain, so
+// there is no K3C402.
+func TestAgentServerCrossSigned(t *testing.T) {
+	srv := checktest.NewStandIn(t)
+	n := realnode.New(t, realnode.Options{Agent: true, NoJunk: true, ServerURL: "https://" + srv.Addr, KubeletServer: "https://" + srv.Addr}, realT0)
+	at := realT0.Add(24 * time.Hour)
+	oldCA, oldKey := checktest.ServerCA(t, filepath.Join(n.ServerDataDir, "server", "tls"))
+	newKey, err := pki.NewECKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCA, err := pki.NewCA("k3s-server-ca@1800000000", newKey, realT0, realT0.Add(3650*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := *newCA
+	tmpl.SerialNumber = big.NewInt(2)
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, oldCA, newKey.Public(), oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cross, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, key := checktest.ServingPEM(t, newCA, newKey, realT0, at.Add(365*24*time.Hour))
+	certs, err := pki.ParseCerts(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Set(t, pki.EncodeCerts(certs[0], cross), key)
+	r, _ := checktest.CheckReal(t, n, at, probeServers)
+	if len(agentCodes(r, "K3C402")) != 0 || r.Summary.ExitCode != report.ExitOK {
+		checktest.Dump(t, r)
+		t.Fatal("a cross-signed chain to the agent's CA is reported as another CA")
+	}
+	// Without the cross-signed intermediate the same leaf is K3C402.
+	srv.Set(t, pki.EncodeCerts(certs[0]), key)
+	r, _ = checktest.CheckReal(t, n, at, probeServers)
+	if len(agentCodes(r, "K3C402")) != 1 {
+		checktest.Dump(t, r)
+		t.Fatal("no K3C402 for a leaf of a CA the agent does not hold")
 	}
 }
