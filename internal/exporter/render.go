@@ -2,8 +2,10 @@ package exporter
 
 import (
 	"bytes"
-	"compress/gzip"
+	"compress/flate"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math"
 	"runtime"
 	"strconv"
@@ -44,6 +46,12 @@ type renderOnce struct {
 	once sync.Once
 	b    []byte
 	err  error
+	// For a compressed rendering: b is the start of one gzip member (the
+	// header and the families as deflate blocks ending in a sync flush,
+	// no final block), crc and n the CRC-32 and length of the plain
+	// bytes; gzipFinish appends what the scrape adds and the trailer.
+	crc uint32
+	n   int
 }
 
 // families are the large metric families in exposition order.
@@ -58,9 +66,12 @@ var families = []struct {
 	{descFindings, NameFindingsByCode, "Number of findings of the last scan per code; every code is present, at zero when absent."},
 }
 
-// get returns the large families in format (gzip-compressed when gz),
-// rendering them on first use.
-func (r *rendered) get(format expfmt.Format, gz bool) ([]byte, error) {
+// get returns the large families in format, rendering them on first
+// use. For gz it returns the start of a gzip member (see renderOnce): the
+// handler finishes it with gzipFinish, so a scrape is one gzip member,
+// which every gzip reader reads whole (curl --compressed, for one, stops
+// after the first member of a concatenation).
+func (r *rendered) get(format expfmt.Format, gz bool) (*renderOnce, error) {
 	k := renderKey{format, gz}
 	r.mu.Lock()
 	if r.out == nil {
@@ -75,24 +86,26 @@ func (r *rendered) get(format expfmt.Format, gz bool) ([]byte, error) {
 	o.once.Do(func() {
 		o.b, o.err = renderFamilies(r.r, r.node, format)
 		if gz && o.err == nil {
-			o.b, o.err = gzipBytes(o.b)
+			o.crc, o.n = crc32.ChecksumIEEE(o.b), len(o.b)
+			o.b, o.err = gzipStart(o.b)
 		}
 	})
-	return o.b, o.err
+	return o, o.err
 }
 
-// gzipBytes compresses b as gzip members: one for a small b, and for a
-// large one (the families of thousands of certificates: 16 MiB of text
-// for 10,000) one member per GOMAXPROCS part, split at line ends and
-// compressed in parallel, so the first compressed scrape after a scan
-// waits for a share of the work. A scrape writes these members and then
-// one for the small families; gzip readers (Go's, Prometheus's) read
-// concatenated members as one stream.
-func gzipBytes(b []byte) ([]byte, error) {
+// gzipHeader is a gzip member header: deflate, no flags, no time, no
+// extra flags, OS unknown (RFC 1952 2.3).
+var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}
+
+// gzipStart compresses b as the start of a gzip member: the header and
+// deflate blocks that end in a sync flush (byte-aligned, not final), so
+// more blocks can follow. A large b (the families of thousands of
+// certificates: 16 MiB of text for 10,000) is split at line ends into
+// GOMAXPROCS parts compressed in parallel, each its own run of blocks
+// (as pigz does): the first compressed scrape after a scan waits for a
+// share of the work.
+func gzipStart(b []byte) ([]byte, error) {
 	parts := min(runtime.GOMAXPROCS(0), len(b)/gzipPart+1)
-	if parts <= 1 {
-		return gzipMember(b)
-	}
 	var chunks [][]byte
 	for rest := b; len(rest) > 0; {
 		n := len(rest)
@@ -107,14 +120,15 @@ func gzipBytes(b []byte) ([]byte, error) {
 		chunks = append(chunks, rest[:n])
 		rest = rest[n:]
 	}
-	out := make([][]byte, len(chunks))
+	out := make([][]byte, len(chunks)+1)
+	out[0] = gzipHeader
 	errs := make([]error, len(chunks))
 	var wg sync.WaitGroup
 	for i, c := range chunks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i], errs[i] = gzipMember(c)
+			out[i+1], errs[i] = deflateBlocks(c, false)
 		}()
 	}
 	wg.Wait()
@@ -124,23 +138,44 @@ func gzipBytes(b []byte) ([]byte, error) {
 	return bytes.Join(out, nil), nil
 }
 
-// gzipPart is the size above which gzipBytes compresses in parallel.
+// gzipPart is the size above which gzipStart compresses in parallel.
 const gzipPart = 1 << 20
 
-// gzipMember compresses b as one gzip member at BestSpeed (promhttp uses
-// the default level; for metric text BestSpeed is several times faster
-// and the output a few percent larger).
-func gzipMember(b []byte) ([]byte, error) {
+// deflateBlocks compresses b as deflate blocks at BestSpeed (promhttp
+// uses the default level; for metric text BestSpeed is several times
+// faster and the output a few percent larger), ending in a sync flush,
+// or with the final block when final.
+func deflateBlocks(b []byte, final bool) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(b)/16 + 64)
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw, err := flate.NewWriter(&buf, flate.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := zw.Write(b); err != nil {
 		return nil, err
 	}
-	if err := zw.Close(); err != nil {
+	if final {
+		err = zw.Close()
+	} else {
+		err = zw.Flush()
+	}
+	if err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// gzipFinish returns what completes the member o starts, once tail (the
+// plain bytes that follow o's) is added: tail's deflate blocks, the last
+// one final, and the trailer (CRC-32 and length of all the plain bytes).
+func gzipFinish(o *renderOnce, tail []byte) ([]byte, error) {
+	z, err := deflateBlocks(tail, true)
+	if err != nil {
+		return nil, err
+	}
+	crc := crc32.Update(o.crc, crc32.IEEETable, tail)
+	return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(z, crc), uint32(o.n+len(tail))), nil
 }
 
 // renderFamilies encodes the large families of a report (nil: the
