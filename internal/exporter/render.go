@@ -84,11 +84,25 @@ func (r *rendered) get(format expfmt.Format, gz bool) (*renderOnce, error) {
 	}
 	r.mu.Unlock()
 	o.once.Do(func() {
-		o.b, o.err = renderFamilies(r.r, r.node, format)
-		if gz && o.err == nil {
-			o.crc, o.n = crc32.ChecksumIEEE(o.b), len(o.b)
-			o.b, o.err = gzipStart(o.b)
+		if !gz {
+			o.b, o.err = renderFamilies(r.r, r.node, format)
+			return
 		}
+		z := newDeflater()
+		switch format.FormatType() {
+		case expfmt.TypeTextPlain, expfmt.TypeOpenMetrics:
+			// Written and compressed piece by piece.
+			rest := appendFamilies(z.buffer(), r.r, r.node, format.FormatType() == expfmt.TypeOpenMetrics, z.add)
+			z.add(rest)
+		default:
+			plain, err := renderFamilies(r.r, r.node, format)
+			if err != nil {
+				o.err = err
+				return
+			}
+			z.add(plain)
+		}
+		o.b, o.crc, o.n, o.err = z.finish()
 	})
 	return o, o.err
 }
@@ -97,49 +111,106 @@ func (r *rendered) get(format expfmt.Format, gz bool) (*renderOnce, error) {
 // extra flags, OS unknown (RFC 1952 2.3).
 var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}
 
-// gzipStart compresses b as the start of a gzip member: the header and
-// deflate blocks that end in a sync flush (byte-aligned, not final), so
-// more blocks can follow. A large b (the families of thousands of
-// certificates: 16 MiB of text for 10,000) is split at line ends into
-// GOMAXPROCS parts compressed in parallel, each its own run of blocks
-// (as pigz does): the first compressed scrape after a scan waits for a
-// share of the work.
+// gzipStart compresses b as the start of a gzip member (see renderOnce).
 func gzipStart(b []byte) ([]byte, error) {
-	parts := min(runtime.GOMAXPROCS(0), len(b)/gzipPart+1)
-	var chunks [][]byte
-	for rest := b; len(rest) > 0; {
-		n := len(rest)
-		if left := parts - len(chunks); left > 1 {
-			n = len(rest) / left
-			if i := bytes.IndexByte(rest[n:], '\n'); i >= 0 {
-				n += i + 1
-			} else {
-				n = len(rest)
-			}
-		}
-		chunks = append(chunks, rest[:n])
-		rest = rest[n:]
-	}
-	out := make([][]byte, len(chunks)+1)
-	out[0] = gzipHeader
-	errs := make([]error, len(chunks))
-	var wg sync.WaitGroup
-	for i, c := range chunks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i+1], errs[i] = deflateBlocks(c, false)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return bytes.Join(out, nil), nil
+	z := newDeflater()
+	z.add(b)
+	out, _, _, err := z.finish()
+	return out, err
 }
 
-// gzipPart is the size above which gzipStart compresses in parallel.
-const gzipPart = 1 << 20
+// chunkSize is the size of the pieces a rendering is compressed in.
+const chunkSize = 1 << 20
+
+// deflater compresses a stream of pieces as the start of one gzip member:
+// the header, then each piece as its own run of deflate blocks ending in
+// a sync flush (byte-aligned, not final), so runs can follow each other
+// and the handler can add the scrape's own. The pieces are compressed by
+// GOMAXPROCS goroutines at a time (as pigz does), in order; the CRC-32
+// and the length of the plain bytes are kept for the trailer. A piece's
+// buffer is reused once compressed.
+type deflater struct {
+	crc  uint32
+	n    int
+	outs []*[]byte
+	errs []error
+	sem  chan struct{}
+	free chan []byte
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+}
+
+func newDeflater() *deflater {
+	p := runtime.GOMAXPROCS(0)
+	return &deflater{sem: make(chan struct{}, p), free: make(chan []byte, p+1)}
+}
+
+// buffer returns an empty buffer for the next piece.
+func (z *deflater) buffer() []byte {
+	select {
+	case b := <-z.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, chunkSize+chunkSize/8)
+	}
+}
+
+// add compresses b (a large b in pieces of chunkSize) and returns an
+// empty buffer to go on with; the caller does not use b afterwards.
+func (z *deflater) add(b []byte) []byte {
+	whole := len(b) <= 2*chunkSize // one piece: its buffer is reused after
+	for len(b) > 0 {
+		n := len(b)
+		if !whole {
+			n = min(n, chunkSize)
+		}
+		piece := b[:n]
+		b = b[n:]
+		z.crc = crc32.Update(z.crc, crc32.IEEETable, piece)
+		z.n += len(piece)
+		out := new([]byte)
+		z.outs = append(z.outs, out)
+		z.sem <- struct{}{}
+		z.wg.Add(1)
+		go func() {
+			defer z.wg.Done()
+			var err error
+			*out, err = deflateBlocks(piece, false)
+			<-z.sem
+			if err != nil {
+				z.mu.Lock()
+				z.errs = append(z.errs, err)
+				z.mu.Unlock()
+			}
+			if whole && cap(piece) >= chunkSize {
+				select {
+				case z.free <- piece[:0]:
+				default:
+				}
+			}
+		}()
+	}
+	return z.buffer()
+}
+
+// finish waits for every piece and returns the header and the compressed
+// pieces, with the CRC-32 and length of the plain bytes.
+func (z *deflater) finish() ([]byte, uint32, int, error) {
+	z.wg.Wait()
+	if err := errors.Join(z.errs...); err != nil {
+		return nil, 0, 0, err
+	}
+	size := len(gzipHeader)
+	for _, o := range z.outs {
+		size += len(*o)
+	}
+	out := make([]byte, 0, size)
+	out = append(out, gzipHeader...)
+	for _, o := range z.outs {
+		out = append(out, *o...)
+	}
+	return out, z.crc, z.n, nil
+}
 
 // deflateBlocks compresses b as deflate blocks at BestSpeed (promhttp
 // uses the default level; for metric text BestSpeed is several times
@@ -188,9 +259,9 @@ func gzipFinish(o *renderOnce, tail []byte) ([]byte, error) {
 func renderFamilies(r *report.Report, node string, format expfmt.Format) ([]byte, error) {
 	switch format.FormatType() {
 	case expfmt.TypeTextPlain:
-		return appendFamilies(nil, r, node, false), nil
+		return appendFamilies(nil, r, node, false, nil), nil
 	case expfmt.TypeOpenMetrics:
-		return appendFamilies(nil, r, node, true), nil
+		return appendFamilies(nil, r, node, true, nil), nil
 	}
 	return renderFamiliesDTO(r, node, format)
 }
@@ -237,7 +308,12 @@ func renderFamiliesDTO(r *report.Report, node string, format expfmt.Format) ([]b
 // the same series (renderFamiliesDTO), without building an object per
 // series. Every series of the exposition is the same as buildMetrics's,
 // in the same order.
-func appendFamilies(b []byte, r *report.Report, node string, om bool) []byte {
+//
+// With flush, the text goes out in pieces: whenever b holds chunkSize
+// bytes or more after a line, flush gets them and returns the buffer to
+// go on with; the rest is returned at the end. The whole text (16 MiB
+// for 10,000 certificates) is then never in memory at once.
+func appendFamilies(b []byte, r *report.Report, node string, om bool, flush func([]byte) []byte) []byte {
 	var certs []exportedCert
 	var finds []findingSeries
 	var byCode []float64
@@ -284,6 +360,9 @@ func appendFamilies(b []byte, r *report.Report, node string, om bool) []byte {
 		size += len(f.code) + len(f.severity) + len(f.location) + len(f.remedy) + len(node) + len(NameFindingActive) + 70
 	}
 	size += len(byCode) * (len(NameFindingsByCode) + len(node) + 40)
+	if flush != nil {
+		size = min(size, chunkSize+chunkSize/8)
+	}
 	if cap(b)-len(b) < size {
 		nb := make([]byte, len(b), len(b)+size)
 		copy(nb, b)
@@ -292,7 +371,11 @@ func appendFamilies(b []byte, r *report.Report, node string, om bool) []byte {
 	value := func(b []byte, v float64) []byte {
 		b = append(b, ' ')
 		b = appendFloat(b, v, om)
-		return append(b, '\n')
+		b = append(b, '\n')
+		if flush != nil && len(b) >= chunkSize {
+			b = flush(b)
+		}
+		return b
 	}
 	if len(certs) > 0 {
 		b = appendHeader(b, families[0].name, families[0].help, om)

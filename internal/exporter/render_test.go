@@ -68,14 +68,14 @@ func TestAppendFamiliesIsExpfmt(t *testing.T) {
 }
 
 // gzipStart and gzipFinish make one gzip member, whatever the size: the
-// pre-compressed families (split into parallel parts above gzipPart) and
-// the scrape's tail. A reader that reads a single member (as curl
+// pre-compressed families (split into parallel parts above chunkSize) and
+// the scrape's tail (a large rendering in parallel pieces of chunkSize). A reader that reads a single member (as curl
 // --compressed does) gets every byte, and nothing follows the member.
 func TestGzipOneMember(t *testing.T) {
 	line := func(i int) string {
 		return fmt.Sprintf("k3scert_certificate_not_after_seconds{location=\"/x/%07d.crt\"} %d\n", i, 1700000000+i)
 	}
-	for _, size := range []int{0, 10, gzipPart - 1, gzipPart + 1, 3*gzipPart + 17} {
+	for _, size := range []int{0, 10, chunkSize - 1, chunkSize + 1, 3*chunkSize + 17} {
 		for _, tail := range []string{"", "k3scert_last_scan_success 1\n# EOF\n"} {
 			var in bytes.Buffer
 			for i := 0; in.Len() < size; i++ {
@@ -113,6 +113,50 @@ func TestGzipOneMember(t *testing.T) {
 			if br.Len() != 0 {
 				t.Errorf("size %d: %d bytes after the first gzip member", len(b), br.Len())
 			}
+		}
+	}
+}
+
+// The compressed rendering of a large report (written and compressed in
+// pieces, in parallel) decompresses to the plain rendering, in the text
+// format and in OpenMetrics, and is one gzip member.
+func TestCompressedRenderingIsPlain(t *testing.T) {
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := &report.Report{}
+	for i := range 20000 {
+		r.Certificates = append(r.Certificates, report.Certificate{Source: "file", Location: fmt.Sprintf("/var/lib/rancher/k3s/server/tls/kube-scheduler/%05d.crt", i),
+			Name: fmt.Sprintf("%05d", i), Subject: fmt.Sprintf("CN=bulk-%05d", i), Issuer: "k3s-server-ca@1735689600",
+			NotBefore: at.Add(-time.Duration(i) * time.Hour), NotAfter: at.Add(time.Duration(i) * time.Hour), Status: "OK"})
+	}
+	for _, format := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeTextPlain), expfmt.NewFormat(expfmt.TypeOpenMetrics), expfmt.NewFormat(expfmt.TypeProtoDelim)} {
+		rd := &rendered{r: r, node: "n1"}
+		plain, err := rd.get(format, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z, err := rd.get(format, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plain.b) < 3*chunkSize {
+			t.Fatalf("%s: %d bytes: too small to be compressed in pieces", format, len(plain.b))
+		}
+		end, err := gzipFinish(z, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bytes.NewReader(append(append([]byte{}, z.b...), end...))
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr.Multistream(false)
+		got, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		if !bytes.Equal(got, plain.b) || br.Len() != 0 {
+			t.Errorf("%s: decompressed %d bytes (%d left after the member), plain %d", format, len(got), br.Len(), len(plain.b))
 		}
 	}
 }
