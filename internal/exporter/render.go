@@ -92,7 +92,9 @@ func (r *rendered) get(format expfmt.Format, gz bool) (*renderOnce, error) {
 		switch format.FormatType() {
 		case expfmt.TypeTextPlain, expfmt.TypeOpenMetrics:
 			// Written and compressed piece by piece.
-			rest := appendFamilies(z.buffer(), r.r, r.node, format.FormatType() == expfmt.TypeOpenMetrics, z.add)
+			// nil: appendFamilies sizes the first buffer (a small node's
+			// text is a few KiB, not a piece).
+			rest := appendFamilies(nil, r.r, r.node, format.FormatType() == expfmt.TypeOpenMetrics, z.add)
 			z.add(rest)
 		default:
 			plain, err := renderFamilies(r.r, r.node, format)
