@@ -116,16 +116,17 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, req *http.Request, g prom
 	}
 	tail := rest.Bytes()
 	if gz {
-		if tail, err = gzipBytes(tail); err != nil {
+		// One gzip member: the pre-compressed families, then these.
+		if tail, err = gzipFinish(big, tail); err != nil {
 			http.Error(w, "compress metrics: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
 		w.Header().Set("Content-Encoding", "gzip")
 	}
 	w.Header().Set("Content-Type", string(format))
-	w.Header().Set("Content-Length", strconv.Itoa(len(big)+len(tail)))
+	w.Header().Set("Content-Length", strconv.Itoa(len(big.b)+len(tail)))
 	w.Header().Add("Vary", "Accept-Encoding")
-	_, _ = w.Write(big)
+	_, _ = w.Write(big.b)
 	_, _ = w.Write(tail)
 }
 

@@ -271,3 +271,53 @@ func TestScrapeIsOneScan(t *testing.T) {
 	}
 	t.Logf("%d consistent scrapes during 60 scans", scrapes)
 }
+
+// A compressed /metrics is one gzip member: a reader that stops after the
+// first member (curl --compressed does) still gets the whole exposition,
+// the same as an uncompressed scrape, in the text format and OpenMetrics.
+func TestMetricsGzipOneMember(t *testing.T) {
+	n := genNode(t, k3s.ProfileCurrent, t0.Add(-24*time.Hour))
+	e, err := exporter.New(exporter.Options{Scan: n.scanFunc(nil), Now: fixedClock(t0), Node: "node-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Scan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e.Handler(nil))
+	defer srv.Close()
+	for _, accept := range []string{"text/plain;version=0.0.4", "application/openmetrics-text;version=1.0.0"} {
+		plain, _ := scrape(t, srv.URL, accept, "")
+		req, err := http.NewRequest("GET", srv.URL+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", accept)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("%s: %v, Content-Encoding %q", accept, err, resp.Header.Get("Content-Encoding"))
+		}
+		br := bytes.NewReader(body)
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr.Multistream(false)
+		got, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != plain || br.Len() != 0 {
+			t.Errorf("%s: the first gzip member holds %d bytes (%d left after it), the plain scrape %d", accept, len(got), br.Len(), len(plain))
+		}
+		if !strings.Contains(string(got), "k3scert_last_scan_success") || !strings.Contains(string(got), exporter.NameNotAfter) {
+			t.Errorf("%s: families missing from the compressed scrape", accept)
+		}
+	}
+}

@@ -2,8 +2,10 @@ package exporter
 
 import (
 	"bytes"
-	"compress/gzip"
+	"compress/flate"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math"
 	"runtime"
 	"strconv"
@@ -44,6 +46,12 @@ type renderOnce struct {
 	once sync.Once
 	b    []byte
 	err  error
+	// For a compressed rendering: b is the start of one gzip member (the
+	// header and the families as deflate blocks ending in a sync flush,
+	// no final block), crc and n the CRC-32 and length of the plain
+	// bytes; gzipFinish appends what the scrape adds and the trailer.
+	crc uint32
+	n   int
 }
 
 // families are the large metric families in exposition order.
@@ -58,9 +66,12 @@ var families = []struct {
 	{descFindings, NameFindingsByCode, "Number of findings of the last scan per code; every code is present, at zero when absent."},
 }
 
-// get returns the large families in format (gzip-compressed when gz),
-// rendering them on first use.
-func (r *rendered) get(format expfmt.Format, gz bool) ([]byte, error) {
+// get returns the large families in format, rendering them on first
+// use. For gz it returns the start of a gzip member (see renderOnce): the
+// handler finishes it with gzipFinish, so a scrape is one gzip member,
+// which every gzip reader reads whole (curl --compressed, for one, stops
+// after the first member of a concatenation).
+func (r *rendered) get(format expfmt.Format, gz bool) (*renderOnce, error) {
 	k := renderKey{format, gz}
 	r.mu.Lock()
 	if r.out == nil {
@@ -73,74 +84,171 @@ func (r *rendered) get(format expfmt.Format, gz bool) ([]byte, error) {
 	}
 	r.mu.Unlock()
 	o.once.Do(func() {
-		o.b, o.err = renderFamilies(r.r, r.node, format)
-		if gz && o.err == nil {
-			o.b, o.err = gzipBytes(o.b)
+		if !gz {
+			o.b, o.err = renderFamilies(r.r, r.node, format)
+			return
 		}
+		z := newDeflater()
+		switch format.FormatType() {
+		case expfmt.TypeTextPlain, expfmt.TypeOpenMetrics:
+			// Written and compressed piece by piece.
+			// nil: appendFamilies sizes the first buffer (a small node's
+			// text is a few KiB, not a piece).
+			rest := appendFamilies(nil, r.r, r.node, format.FormatType() == expfmt.TypeOpenMetrics, z.add)
+			z.add(rest)
+		default:
+			plain, err := renderFamilies(r.r, r.node, format)
+			if err != nil {
+				o.err = err
+				return
+			}
+			z.add(plain)
+		}
+		o.b, o.crc, o.n, o.err = z.finish()
 	})
-	return o.b, o.err
+	return o, o.err
 }
 
-// gzipBytes compresses b as gzip members: one for a small b, and for a
-// large one (the families of thousands of certificates: 16 MiB of text
-// for 10,000) one member per GOMAXPROCS part, split at line ends and
-// compressed in parallel, so the first compressed scrape after a scan
-// waits for a share of the work. A scrape writes these members and then
-// one for the small families; gzip readers (Go's, Prometheus's) read
-// concatenated members as one stream.
-func gzipBytes(b []byte) ([]byte, error) {
-	parts := min(runtime.GOMAXPROCS(0), len(b)/gzipPart+1)
-	if parts <= 1 {
-		return gzipMember(b)
+// gzipHeader is a gzip member header: deflate, no flags, no time, no
+// extra flags, OS unknown (RFC 1952 2.3).
+var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}
+
+// gzipStart compresses b as the start of a gzip member (see renderOnce).
+func gzipStart(b []byte) ([]byte, error) {
+	z := newDeflater()
+	z.add(b)
+	out, _, _, err := z.finish()
+	return out, err
+}
+
+// chunkSize is the size of the pieces a rendering is compressed in.
+const chunkSize = 1 << 20
+
+// deflater compresses a stream of pieces as the start of one gzip member:
+// the header, then each piece as its own run of deflate blocks ending in
+// a sync flush (byte-aligned, not final), so runs can follow each other
+// and the handler can add the scrape's own. The pieces are compressed by
+// GOMAXPROCS goroutines at a time (as pigz does), in order; the CRC-32
+// and the length of the plain bytes are kept for the trailer. A piece's
+// buffer is reused once compressed.
+type deflater struct {
+	crc  uint32
+	n    int
+	outs []*[]byte
+	errs []error
+	sem  chan struct{}
+	free chan []byte
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+}
+
+func newDeflater() *deflater {
+	p := runtime.GOMAXPROCS(0)
+	return &deflater{sem: make(chan struct{}, p), free: make(chan []byte, p+1)}
+}
+
+// buffer returns an empty buffer for the next piece.
+func (z *deflater) buffer() []byte {
+	select {
+	case b := <-z.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, chunkSize+chunkSize/8)
 	}
-	var chunks [][]byte
-	for rest := b; len(rest) > 0; {
-		n := len(rest)
-		if left := parts - len(chunks); left > 1 {
-			n = len(rest) / left
-			if i := bytes.IndexByte(rest[n:], '\n'); i >= 0 {
-				n += i + 1
-			} else {
-				n = len(rest)
-			}
+}
+
+// add compresses b (a large b in pieces of chunkSize) and returns an
+// empty buffer to go on with; the caller does not use b afterwards.
+func (z *deflater) add(b []byte) []byte {
+	whole := len(b) <= 2*chunkSize // one piece: its buffer is reused after
+	for len(b) > 0 {
+		n := len(b)
+		if !whole {
+			n = min(n, chunkSize)
 		}
-		chunks = append(chunks, rest[:n])
-		rest = rest[n:]
-	}
-	out := make([][]byte, len(chunks))
-	errs := make([]error, len(chunks))
-	var wg sync.WaitGroup
-	for i, c := range chunks {
-		wg.Add(1)
+		piece := b[:n]
+		b = b[n:]
+		z.crc = crc32.Update(z.crc, crc32.IEEETable, piece)
+		z.n += len(piece)
+		out := new([]byte)
+		z.outs = append(z.outs, out)
+		z.sem <- struct{}{}
+		z.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			out[i], errs[i] = gzipMember(c)
+			defer z.wg.Done()
+			var err error
+			*out, err = deflateBlocks(piece, false)
+			<-z.sem
+			if err != nil {
+				z.mu.Lock()
+				z.errs = append(z.errs, err)
+				z.mu.Unlock()
+			}
+			if whole && cap(piece) >= chunkSize {
+				select {
+				case z.free <- piece[:0]:
+				default:
+				}
+			}
 		}()
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return bytes.Join(out, nil), nil
+	return z.buffer()
 }
 
-// gzipPart is the size above which gzipBytes compresses in parallel.
-const gzipPart = 1 << 20
+// finish waits for every piece and returns the header and the compressed
+// pieces, with the CRC-32 and length of the plain bytes.
+func (z *deflater) finish() ([]byte, uint32, int, error) {
+	z.wg.Wait()
+	if err := errors.Join(z.errs...); err != nil {
+		return nil, 0, 0, err
+	}
+	size := len(gzipHeader)
+	for _, o := range z.outs {
+		size += len(*o)
+	}
+	out := make([]byte, 0, size)
+	out = append(out, gzipHeader...)
+	for _, o := range z.outs {
+		out = append(out, *o...)
+	}
+	return out, z.crc, z.n, nil
+}
 
-// gzipMember compresses b as one gzip member at BestSpeed (promhttp uses
-// the default level; for metric text BestSpeed is several times faster
-// and the output a few percent larger).
-func gzipMember(b []byte) ([]byte, error) {
+// deflateBlocks compresses b as deflate blocks at BestSpeed (promhttp
+// uses the default level; for metric text BestSpeed is several times
+// faster and the output a few percent larger), ending in a sync flush,
+// or with the final block when final.
+func deflateBlocks(b []byte, final bool) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(b)/16 + 64)
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw, err := flate.NewWriter(&buf, flate.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := zw.Write(b); err != nil {
 		return nil, err
 	}
-	if err := zw.Close(); err != nil {
+	if final {
+		err = zw.Close()
+	} else {
+		err = zw.Flush()
+	}
+	if err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// gzipFinish returns what completes the member o starts, once tail (the
+// plain bytes that follow o's) is added: tail's deflate blocks, the last
+// one final, and the trailer (CRC-32 and length of all the plain bytes).
+func gzipFinish(o *renderOnce, tail []byte) ([]byte, error) {
+	z, err := deflateBlocks(tail, true)
+	if err != nil {
+		return nil, err
+	}
+	crc := crc32.Update(o.crc, crc32.IEEETable, tail)
+	return binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(z, crc), uint32(o.n+len(tail))), nil
 }
 
 // renderFamilies encodes the large families of a report (nil: the
@@ -153,9 +261,9 @@ func gzipMember(b []byte) ([]byte, error) {
 func renderFamilies(r *report.Report, node string, format expfmt.Format) ([]byte, error) {
 	switch format.FormatType() {
 	case expfmt.TypeTextPlain:
-		return appendFamilies(nil, r, node, false), nil
+		return appendFamilies(nil, r, node, false, nil), nil
 	case expfmt.TypeOpenMetrics:
-		return appendFamilies(nil, r, node, true), nil
+		return appendFamilies(nil, r, node, true, nil), nil
 	}
 	return renderFamiliesDTO(r, node, format)
 }
@@ -202,7 +310,12 @@ func renderFamiliesDTO(r *report.Report, node string, format expfmt.Format) ([]b
 // the same series (renderFamiliesDTO), without building an object per
 // series. Every series of the exposition is the same as buildMetrics's,
 // in the same order.
-func appendFamilies(b []byte, r *report.Report, node string, om bool) []byte {
+//
+// With flush, the text goes out in pieces: whenever b holds chunkSize
+// bytes or more after a line, flush gets them and returns the buffer to
+// go on with; the rest is returned at the end. The whole text (16 MiB
+// for 10,000 certificates) is then never in memory at once.
+func appendFamilies(b []byte, r *report.Report, node string, om bool, flush func([]byte) []byte) []byte {
 	var certs []exportedCert
 	var finds []findingSeries
 	var byCode []float64
@@ -249,6 +362,9 @@ func appendFamilies(b []byte, r *report.Report, node string, om bool) []byte {
 		size += len(f.code) + len(f.severity) + len(f.location) + len(f.remedy) + len(node) + len(NameFindingActive) + 70
 	}
 	size += len(byCode) * (len(NameFindingsByCode) + len(node) + 40)
+	if flush != nil {
+		size = min(size, chunkSize+chunkSize/8)
+	}
 	if cap(b)-len(b) < size {
 		nb := make([]byte, len(b), len(b)+size)
 		copy(nb, b)
@@ -257,7 +373,11 @@ func appendFamilies(b []byte, r *report.Report, node string, om bool) []byte {
 	value := func(b []byte, v float64) []byte {
 		b = append(b, ' ')
 		b = appendFloat(b, v, om)
-		return append(b, '\n')
+		b = append(b, '\n')
+		if flush != nil && len(b) >= chunkSize {
+			b = flush(b)
+		}
+		return b
 	}
 	if len(certs) > 0 {
 		b = appendHeader(b, families[0].name, families[0].help, om)

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"hash/crc32"
 	"io"
-	"runtime"
 	"testing"
 	"time"
 
@@ -67,61 +67,96 @@ func TestAppendFamiliesIsExpfmt(t *testing.T) {
 	}
 }
 
-// gzipBytes splits a large exposition into members at line ends, and a
-// gzip reader reads them back as the same bytes, for sizes around the
-// split threshold and with or without a final newline.
-func TestGzipBytesMembers(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < 2 {
-		t.Skip("one P: gzipBytes writes one member; the split is not exercised")
-	}
+// gzipStart and gzipFinish make one gzip member, whatever the size: the
+// pre-compressed families (split into parallel parts above chunkSize) and
+// the scrape's tail (a large rendering in parallel pieces of chunkSize). A reader that reads a single member (as curl
+// --compressed does) gets every byte, and nothing follows the member.
+func TestGzipOneMember(t *testing.T) {
 	line := func(i int) string {
 		return fmt.Sprintf("k3scert_certificate_not_after_seconds{location=\"/x/%07d.crt\"} %d\n", i, 1700000000+i)
 	}
-	for _, size := range []int{0, 10, gzipPart - 1, gzipPart + 1, 3*gzipPart + 17} {
-		for _, trailing := range []bool{true, false} {
+	for _, size := range []int{0, 10, chunkSize - 1, chunkSize + 1, 3*chunkSize + 17} {
+		for _, tail := range []string{"", "k3scert_last_scan_success 1\n# EOF\n"} {
 			var in bytes.Buffer
 			for i := 0; in.Len() < size; i++ {
 				in.WriteString(line(i))
 			}
 			b := in.Bytes()
-			if !trailing && len(b) > 0 {
-				b = b[:len(b)-1]
+			if size%2 == 1 && len(b) > 0 {
+				b = b[:len(b)-1] // no final newline
 			}
-			z, err := gzipBytes(b)
+			o := &renderOnce{crc: crc32.ChecksumIEEE(b), n: len(b)}
+			start, err := gzipStart(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.b = start
+			end, err := gzipFinish(o, []byte(tail))
 			if err != nil {
 				t.Fatal(err)
 			}
 			// A bytes.Reader is an io.ByteReader: the gzip reader reads
-			// exactly one member at a time from it.
-			br := bytes.NewReader(z)
+			// exactly one member from it and leaves the rest.
+			br := bytes.NewReader(append(start, end...))
 			zr, err := gzip.NewReader(br)
 			if err != nil {
 				t.Fatal(err)
 			}
-			members := 0
-			var got bytes.Buffer
-			for {
-				zr.Multistream(false)
-				if _, err := io.Copy(&got, zr); err != nil {
-					t.Fatal(err)
-				}
-				members++
-				if err := zr.Reset(br); err == io.EOF {
-					break
-				} else if err != nil {
-					t.Fatal(err)
-				}
+			zr.Multistream(false)
+			got, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatalf("size %d: %v", len(b), err)
 			}
-			if !bytes.Equal(got.Bytes(), b) {
-				t.Errorf("size %d: round trip differs (%d bytes back)", len(b), got.Len())
+			if want := string(b) + tail; string(got) != want {
+				t.Errorf("size %d, tail %q: one member holds %d bytes, want %d", len(b), tail, len(got), len(want))
 			}
-			want := 1
-			if len(b) > gzipPart {
-				want = min(runtime.GOMAXPROCS(0), len(b)/gzipPart+1)
+			if br.Len() != 0 {
+				t.Errorf("size %d: %d bytes after the first gzip member", len(b), br.Len())
 			}
-			if members != want {
-				t.Errorf("size %d: %d gzip members, want %d", len(b), members, want)
-			}
+		}
+	}
+}
+
+// The compressed rendering of a large report (written and compressed in
+// pieces, in parallel) decompresses to the plain rendering, in the text
+// format and in OpenMetrics, and is one gzip member.
+func TestCompressedRenderingIsPlain(t *testing.T) {
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := &report.Report{}
+	for i := range 20000 {
+		r.Certificates = append(r.Certificates, report.Certificate{Source: "file", Location: fmt.Sprintf("/var/lib/rancher/k3s/server/tls/kube-scheduler/%05d.crt", i),
+			Name: fmt.Sprintf("%05d", i), Subject: fmt.Sprintf("CN=bulk-%05d", i), Issuer: "k3s-server-ca@1735689600",
+			NotBefore: at.Add(-time.Duration(i) * time.Hour), NotAfter: at.Add(time.Duration(i) * time.Hour), Status: "OK"})
+	}
+	for _, format := range []expfmt.Format{expfmt.NewFormat(expfmt.TypeTextPlain), expfmt.NewFormat(expfmt.TypeOpenMetrics), expfmt.NewFormat(expfmt.TypeProtoDelim)} {
+		rd := &rendered{r: r, node: "n1"}
+		plain, err := rd.get(format, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z, err := rd.get(format, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plain.b) < 3*chunkSize {
+			t.Fatalf("%s: %d bytes: too small to be compressed in pieces", format, len(plain.b))
+		}
+		end, err := gzipFinish(z, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bytes.NewReader(append(append([]byte{}, z.b...), end...))
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr.Multistream(false)
+		got, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		if !bytes.Equal(got, plain.b) || br.Len() != 0 {
+			t.Errorf("%s: decompressed %d bytes (%d left after the member), plain %d", format, len(got), br.Len(), len(plain.b))
 		}
 	}
 }
