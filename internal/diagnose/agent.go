@@ -72,8 +72,14 @@ func (d *diag) agentServers() {
 		}
 		switch pki.StatusAt(x, d.At, 0) {
 		case pki.Expired:
+			fails := fmt.Sprintf("this agent cannot start again; its start fails with \"https://%s/cacerts is not trusted: … x509: certificate has expired\"", e.Address)
+			if apiOnly(from[e.Address]) {
+				// RKE2's apiserver port (6443): the kubelet and kube-proxy
+				// connect there through the agent's apiserver load balancer
+				fails = "the kubelet and kube-proxy of this agent cannot connect to that apiserver (x509: certificate has expired)"
+			}
 			d.add(AgentServerExpired.finding("", e.Address,
-				fmt.Sprintf("%s serves a certificate (%s) that expired %s: this agent cannot start again; its start fails with \"https://%s/cacerts is not trusted: … x509: certificate has expired\"", who, subject(x), date(x.NotAfter), e.Address),
+				fmt.Sprintf("%s serves a certificate (%s) that expired %s: %s", who, subject(x), date(x.NotAfter), fails),
 				"do not restart this agent yet: renew that server's listener first (on the server: k3scert check, then k3scert rotate), then restart this agent after it (systemctl restart "+svc+")"))
 		case pki.NotYetValid:
 			d.add(NotYetValid.finding("", e.Address,
@@ -120,4 +126,15 @@ func chainsTo(leaf *x509.Certificate, served []*x509.Certificate, cas []*x509.Ce
 		}
 	}
 	return false
+}
+
+// apiOnly: the address is known only from the apiserver load balancer
+// (<p>-api-server-agent-load-balancer.json), not as a supervisor.
+func apiOnly(from string) bool {
+	for _, f := range strings.Split(from, ", ") {
+		if !strings.Contains(f, "-api-server-agent-load-balancer.json") {
+			return false
+		}
+	}
+	return from != ""
 }
