@@ -5,9 +5,11 @@
 // endpoints of `k3scert serve`.
 //
 // A scrape never rescans. Each scan renders the per-certificate and
-// per-finding families once (the text format at the scan, OpenMetrics and
-// gzip at the first scrape that asks for them); a scrape copies those bytes
-// and gathers only the few dozen series of the scan itself. Between scans
+// per-finding families once per format (the gzip-compressed text format at
+// the scan, others at the first scrape that asks for them), written
+// directly from the report, not through metric objects; a scrape copies
+// those bytes, gathers only the few dozen series of the scan itself and,
+// compressed, finishes the one gzip member the pre-compressed bytes start. Between scans
 // the exporter keeps the report (plain strings and times, for /report and
 // the renderings) and nothing else: no x509 object, no file bytes, no
 // private key material; the inventory is dropped after its problems are

@@ -26,9 +26,9 @@ import (
 // most scrapers ask for), the others (OpenMetrics, protobuf, plain) at
 // the first scrape that asks for them. A compressed rendering keeps only
 // the compressed bytes (the plain text of 10,000 certificates is 16 MiB,
-// compressed 0.6 MiB): the plain one is made for it and dropped (a
-// scrape that asks for the plain one gets its own). A scrape then copies bytes; it builds no
-// metric objects and holds no certificate.
+// compressed 0.6 MiB), written and compressed piece by piece; a scrape
+// that asks for the plain text gets its own rendering. A scrape then
+// copies bytes; it builds no metric objects and holds no certificate.
 type rendered struct {
 	r    *report.Report
 	node string
@@ -112,14 +112,6 @@ func (r *rendered) get(format expfmt.Format, gz bool) (*renderOnce, error) {
 // gzipHeader is a gzip member header: deflate, no flags, no time, no
 // extra flags, OS unknown (RFC 1952 2.3).
 var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255}
-
-// gzipStart compresses b as the start of a gzip member (see renderOnce).
-func gzipStart(b []byte) ([]byte, error) {
-	z := newDeflater()
-	z.add(b)
-	out, _, _, err := z.finish()
-	return out, err
-}
 
 // chunkSize is the size of the pieces a rendering is compressed in.
 const chunkSize = 1 << 20

@@ -67,6 +67,14 @@ func TestAppendFamiliesIsExpfmt(t *testing.T) {
 	}
 }
 
+// gzipStart compresses b as the start of a gzip member (see renderOnce).
+func gzipStart(b []byte) ([]byte, error) {
+	z := newDeflater()
+	z.add(b)
+	out, _, _, err := z.finish()
+	return out, err
+}
+
 // gzipStart and gzipFinish make one gzip member, whatever the size: the
 // pre-compressed families (split into parallel parts above chunkSize) and
 // the scrape's tail (a large rendering in parallel pieces of chunkSize). A reader that reads a single member (as curl

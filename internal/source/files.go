@@ -53,9 +53,9 @@ func (f Files) Paths() []string {
 // fileEntry is one file Files reads.
 type fileEntry struct {
 	path string
-	// regular: the directory listing said it is a regular file (d_type),
-	// so no stat is needed before the read: the read's own fstat refuses
-	// whatever it became since.
+	// regular: the directory listing (d_type) or the Lstat that found it
+	// said it is a regular file, so no stat is needed before the read:
+	// the read's own fstat refuses whatever it became since.
 	regular bool
 	// table: a file the K3s table names (its spec is looked up).
 	table bool
@@ -75,11 +75,12 @@ func (f Files) entries() []fileEntry {
 			continue
 		}
 		p := filepath.Join(f.DataDir, filepath.FromSlash(rel))
-		if _, err := os.Lstat(p); err != nil {
+		fi, err := os.Lstat(p)
+		if err != nil {
 			continue
 		}
 		seen[rel] = len(out)
-		out = append(out, fileEntry{path: p, table: true})
+		out = append(out, fileEntry{path: p, table: true, regular: fi.Mode().IsRegular()})
 	}
 	for _, d := range ServingCertDirs {
 		des, err := os.ReadDir(filepath.Join(f.DataDir, filepath.FromSlash(d)))

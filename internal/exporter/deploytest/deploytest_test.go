@@ -302,7 +302,7 @@ func TestPrometheusOperator(t *testing.T) {
 	// The alerts issues 7 and 12 ask for.
 	for name, want := range map[string]string{
 		"K3sCertificateInRenewWindow":       `code="K3C002"`,
-		"K3sCertificateExpired":             `k3scert_certificate_not_after_seconds <= time()`,
+		"K3sCertificateExpired":             `k3scert_certificate_not_after_seconds{source!="registry"} <= time()`,
 		"K3sCertificateExpiresSoon":         `< 14 * 86400`,
 		"K3sCertExporterDown":               `up{job="k3scert"} == 0`,
 		"K3sCertExporterAbsent":             `absent(k3scert_last_scan_timestamp_seconds)`,
