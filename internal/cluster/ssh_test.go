@@ -281,6 +281,27 @@ func serveK3s(t *testing.T, n tnode) {
 	t.Cleanup(func() { srv.Close() })
 }
 
+// serveKubelet is the agent's kubelet stand-in: a loopback TLS server that
+// serves whatever agent/serving-kubelet.crt holds at each handshake, as a
+// kubelet restarted with the agent serves the fetched certificate. The
+// agent's rotate verify dials it (--kubelet-address) and requires the
+// renewed certificate there.
+func serveKubelet(t *testing.T, n tnode) int {
+	t.Helper()
+	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := tls.LoadX509KeyPair(n.path("agent/serving-kubelet.crt"), n.path("agent/serving-kubelet.key"))
+		return &c, err
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: getCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func readSecret(t *testing.T, n tnode, endpoint string) *corev1.Secret {
 	t.Helper()
 	ds, err := datastore.OpenNode(datastore.NodeOptions{DataDir: n.dataDir, Program: k3s.K3s, Endpoint: endpoint})
@@ -359,6 +380,7 @@ func TestSSHRecoveryOfAnExpiredCluster(t *testing.T) {
 	ds.Store.Close()
 	serveK3s(t, s1)
 	serveK3s(t, s2)
+	kubelet := serveKubelet(t, a1)
 
 	failOnce := filepath.Join(t.TempDir(), "fail-once")
 	os.WriteFile(failOnce, nil, 0o600)
@@ -385,8 +407,8 @@ nodes:
     role: agent
     host: 127.0.0.1
     args: [-d, %s, --no-endpoints]
-    rotateArgs: [--stop-cmd, "true", --start-cmd, "K3SCERT_FAKE_K3S_START=%s %s"]
-`, s.port, s.key, s.known, bin, node(s1, ""), node(s2, "K3SCERT_FAKE_K3S_FAIL_ONCE="+failOnce+" "), a1.dataDir, a1.root, self)
+    rotateArgs: [--stop-cmd, "true", --start-cmd, "K3SCERT_FAKE_K3S_START=%s %s", --kubelet-address, "127.0.0.1:%d"]
+`, s.port, s.key, s.known, bin, node(s1, ""), node(s2, "K3SCERT_FAKE_K3S_FAIL_ONCE="+failOnce+" "), a1.dataDir, a1.root, self, kubelet)
 	invPath := filepath.Join(t.TempDir(), "cluster.yaml")
 	os.WriteFile(invPath, []byte(inv), 0o600)
 	k3scert := func(args ...string) ([]byte, string, error) {
