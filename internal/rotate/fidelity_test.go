@@ -353,7 +353,9 @@ func mustRead(t *testing.T, p string) []byte {
 
 // CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS in the unit's environment files
 // is the validity K3s gives: rotate gives the same to every leaf and the
-// listener. Without it, each certificate keeps its own span.
+// listener. Without it, each certificate keeps its own span — unless the
+// span starts at its CA's NotBefore (dynamiclistener before v0.7.3), as
+// every leaf of a freshly installed node does: then K3s's default 365.
 func TestValidityFromUnitEnvironment(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -368,7 +370,7 @@ func TestValidityFromUnitEnvironment(t *testing.T) {
 			writeFile(t, filepath.Join(root, "etc/systemd/system/k3s.service"), "[Service]\nType=notify\nEnvironment=CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS=10\nEnvironmentFile=-/opt/k3s/%N.env\nExecStart=/usr/local/bin/k3s server\n")
 			writeFile(t, filepath.Join(root, "opt/k3s/k3s.env"), "export CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS=\"1000\"\n")
 		}, 0, 1000},
-		{"own span", nil, 400, 400},
+		{"span pinned to the CA's NotBefore", nil, 400, 365},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -81,13 +81,14 @@ func (e *Executor) leaves() (string, error) {
 			return "", fmt.Errorf("CA key %s cannot sign", l.CAKey)
 		}
 		// The validity K3s would give it: the plan's (from
-		// CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS), else its own span.
+		// CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS), else its own span
+		// (validityDays: not a span pinned to the CA's NotBefore).
 		days := l.Days
 		if days == 0 {
 			days = e.Plan.ValidDays
 		}
 		if days == 0 {
-			days = spanDays(old[0])
+			days = validityDays(old[0], ca.bundle[0])
 		}
 		nb := notBefore(e.now(), ca.bundle[0])
 		na := nb.Add(pki.Days(days))

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/pki"
 	"github.com/k3scert/k3scert/internal/source"
 	corev1 "k8s.io/api/core/v1"
@@ -274,7 +275,7 @@ func (e *Executor) renewListener(src *corev1.Secret, from string) (*corev1.Secre
 	nb := notBefore(e.now(), ca)
 	days := e.Plan.ListenerDays
 	if days == 0 {
-		days = spanDays(leaf[0])
+		days = validityDays(leaf[0], ca)
 	}
 	renewed, err := pki.Renew(leaf[0], key.Public(), ca, caKey.(cryptoSigner), nb, nb.Add(pki.Days(days)))
 	if err != nil {
@@ -296,6 +297,25 @@ func notBefore(now time.Time, ca *x509.Certificate) time.Time {
 		nb = ca.NotBefore
 	}
 	return nb
+}
+
+// validityDays is the validity K3s gave a certificate when no
+// CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS says it: its own span, unless its
+// NotBefore is its issuer's. dynamiclistener's NewSignedCert, which K3s
+// signs every leaf and the listener with, set NotBefore to the CA's
+// NotBefore and NotAfter to the signing time + the validity until
+// CalculateNotBefore (rancher/dynamiclistener@401fafb, v0.3.4,
+// cert/cert.go:136-137; CalculateNotBefore from 3e35acf, v0.7.3,
+// cert/validity.go): such a span is the CA's age at signing plus the
+// validity — keeping it would give a renewed certificate years of life on
+// an old cluster. The validity is then K3s's default (k3s.LeafValidityDays),
+// which is what K3s itself would sign now.
+func validityDays(c, issuer *x509.Certificate) int {
+	d := spanDays(c)
+	if issuer != nil && c.NotBefore.Equal(issuer.NotBefore) && d > k3s.LeafValidityDays {
+		return k3s.LeafValidityDays
+	}
+	return d
 }
 
 // spanDays is a certificate's own validity in whole days (K3s signs
