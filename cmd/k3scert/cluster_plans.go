@@ -123,7 +123,7 @@ func newClusterWaitPlanCmd() *cobra.Command {
 	var interval, timeout time.Duration
 	c := &cobra.Command{
 		Use:   "wait-plan PLAN",
-		Short: "Wait until every node a system-upgrade-controller SUCPlan selects has completed it (the agent plan's prepare step)",
+		Short: "Wait until every node a system-upgrade-controller Plan selects has completed it (the agent plan's prepare step)",
 		Long: `wait-plan returns once every node the plan selects carries the label the controller sets when
 the plan's job completed on it: plan.upgrade.cattle.io/<PLAN> = the plan's status.latestHash.
 In a job it uses the pod's ServiceAccount (get plans, get/list nodes); elsewhere --kubeconfig.

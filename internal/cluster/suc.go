@@ -349,7 +349,7 @@ func DecodePlansStrict(stream []byte) ([]SUCPlan, error) {
 			continue
 		}
 		if tm.APIVersion != PlanAPIVersion {
-			return nil, fmt.Errorf("document %d: SUCPlan apiVersion %q, want %s", i+1, tm.APIVersion, PlanAPIVersion)
+			return nil, fmt.Errorf("document %d: Plan apiVersion %q, want %s", i+1, tm.APIVersion, PlanAPIVersion)
 		}
 		var p SUCPlan
 		if err := yaml.UnmarshalStrict(doc, &p); err != nil {
