@@ -154,7 +154,7 @@ func (r *ClusterRunner) Resume(ctx context.Context, s cluster.NodeStep) (cluster
 			return res, fmt.Errorf("lab: no agent %q", s.Node.Name)
 		}
 		ts = &timedService{Service: &AgentService{A: a}}
-		v := rotate.Verifier{Check: a.CheckOptions(), Now: time.Now, Timeout: 30 * time.Second}
+		v := rotate.Verifier{Check: a.CheckOptions(), Now: time.Now, Timeout: 30 * time.Second, KubeletAddress: a.KubeletAddr()}
 		e = &rotate.Executor{Service: ts, Now: time.Now, Verify: v.Verify}
 		journal = rotate.JournalPath(a.dataDir, k3s.RoleAgent)
 	default:
@@ -276,6 +276,8 @@ func (a *Agent) RotateExecutor(ctx context.Context, svc rotate.Service) (*rotate
 	if err != nil {
 		return nil, err
 	}
-	v := rotate.Verifier{Check: o, Now: time.Now, Timeout: 30 * time.Second}
+	// The kubelet stand-in serves on its own loopback port: verify dials it
+	// and requires the renewed serving-kubelet certificate there.
+	v := rotate.Verifier{Check: o, Now: time.Now, Timeout: 30 * time.Second, KubeletAddress: a.KubeletAddr()}
 	return &rotate.Executor{Plan: p, Service: svc, Now: time.Now, Verify: v.Verify}, nil
 }
