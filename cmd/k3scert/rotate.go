@@ -158,6 +158,7 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	switch {
 	case rf.resume:
 		started := time.Now()
+		signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE) // as for a rotation: run to the end
 		if err := rotate.Resume(ctx, e, journal); err != nil {
 			return result("resume", started, err)
 		}
@@ -167,6 +168,7 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 		fmt.Fprintln(out, "k3scert: rotation finished")
 		return nil
 	case rf.rollback:
+		signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE) // as for a rotation: run to the end
 		if err := rotate.Rollback(ctx, e, journal); err != nil {
 			return rotateError(err)
 		}
@@ -213,6 +215,12 @@ func runRotate(cmd *cobra.Command, nf *nodeFlags, rf *rotateFlags) error {
 	}
 	e.Plan = plan
 	start := time.Now()
+	// Once K3s may be stopped, the rotation runs to its end (done, or
+	// rolled back) whatever happens to the session that started it: a
+	// dropped ssh connection (SIGHUP, then EPIPE on stdout/stderr) must not
+	// kill it between the stop and the start. Ctrl-C and SIGTERM still
+	// end it the orderly way (rollback).
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	if err := e.Apply(ctx); err != nil {
 		return result("rotate", start, err)
 	}

@@ -39,6 +39,9 @@ type Node struct {
 	// `k3scert check` (e.g. -d DATA_DIR, --stop-cmd/--start-cmd), after
 	// the inventory's ssh.args.
 	Args []string `json:"args,omitempty"`
+	// RotateArgs are extra arguments of this node's `k3scert rotate` only
+	// (e.g. --stop-cmd/--start-cmd, --unit), after ssh.rotateArgs.
+	RotateArgs []string `json:"rotateArgs,omitempty"`
 }
 
 // Listener modes of a server in a cluster rotation: the shared

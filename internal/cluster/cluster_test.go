@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -104,6 +105,7 @@ func TestPlanOrder(t *testing.T) {
 // scripted is a Runner whose nodes succeed unless told to fail; it
 // records every call.
 type scripted struct {
+	mu      sync.Mutex
 	calls   []string
 	fail    map[string]error // Rotate/Resume of the node fails
 	badView map[string]string
@@ -111,13 +113,21 @@ type scripted struct {
 }
 
 func (s *scripted) res(st NodeStep, outcome string) NodeResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	start := *s.clock
 	*s.clock = s.clock.Add(10 * time.Second)
 	return NodeResult{Node: st.Node.Name, Role: st.Node.Role, Started: start, Finished: *s.clock, Downtime: 4 * time.Second, Outcome: outcome}
 }
 
+func (s *scripted) note(c string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, c)
+}
+
 func (s *scripted) Rotate(_ context.Context, st NodeStep) (NodeResult, error) {
-	s.calls = append(s.calls, "rotate "+st.Node.Name+" "+st.Listener)
+	s.note("rotate " + st.Node.Name + " " + st.Listener)
 	if err := s.fail[st.Node.Name]; err != nil {
 		return NodeResult{Node: st.Node.Name, Outcome: "rolled back from backup X: K3s is running again on its OLD certificates"}, err
 	}
@@ -125,7 +135,7 @@ func (s *scripted) Rotate(_ context.Context, st NodeStep) (NodeResult, error) {
 }
 
 func (s *scripted) Resume(_ context.Context, st NodeStep) (NodeResult, error) {
-	s.calls = append(s.calls, "resume "+st.Node.Name)
+	s.note("resume " + st.Node.Name)
 	if err := s.fail[st.Node.Name]; err != nil {
 		return NodeResult{}, err
 	}
@@ -133,8 +143,10 @@ func (s *scripted) Resume(_ context.Context, st NodeStep) (NodeResult, error) {
 }
 
 func (s *scripted) Verify(_ context.Context, n Node) (NodeCheck, error) {
-	s.calls = append(s.calls, "verify "+n.Name)
+	s.note("verify " + n.Name)
+	s.mu.Lock()
 	c := NodeCheck{Node: n.Name, Role: n.Role, ServedNotAfter: s.clock.AddDate(1, 0, 0), KubectlOK: n.Role == RoleServer}
+	s.mu.Unlock()
 	if p := s.badView[n.Name]; p != "" {
 		c.Problems = []string{p}
 	}
@@ -241,6 +253,19 @@ func TestResumeRefusesAnotherPlan(t *testing.T) {
 	if _, err := Resume(context.Background(), Plan{}, r, filepath.Join(t.TempDir(), "none"), now); !errors.Is(err, ErrNoJournal) {
 		t.Errorf("resume without a journal: %v", err)
 	}
+	// The same nodes with fixed arguments: the resumed run uses them.
+	fixed := p
+	fixed.Steps = slices.Clone(p.Steps)
+	fixed.Steps[0].Node.RotateArgs = []string{"--start-cmd", "fixed"}
+	r.fail = nil
+	var seen []string
+	rr := &argsRunner{scripted: r, seen: &seen}
+	if _, err := Resume(context.Background(), fixed, rr, jp, now); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) == 0 || seen[0] != "s1 --start-cmd fixed" {
+		t.Errorf("the resumed run did not use the inventory's fixed arguments: %v", seen)
+	}
 }
 
 func TestClusterVerificationFailure(t *testing.T) {
@@ -256,4 +281,88 @@ func TestClusterVerificationFailure(t *testing.T) {
 	if rep.Verified || rep.Nodes[4].State != "failed" {
 		t.Errorf("report %+v", rep)
 	}
+}
+
+// Agents in batches: a failure inside a batch lets the batch finish, then
+// stops the run before the next batch; servers stay one at a time.
+func TestAgentConcurrency(t *testing.T) {
+	inv, err := ParseInventory("inv.yaml", []byte("nodes:\n- {name: s1, role: server}\n- {name: s2, role: server}\n- {name: a1, role: agent}\n- {name: a2, role: agent}\n- {name: a3, role: agent}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := NewPlan(inv)
+	p.AgentConcurrency = 2
+	clock := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := &scripted{clock: &clock, fail: map[string]error{"a2": errors.New("boom")}}
+	jp := filepath.Join(t.TempDir(), "j")
+	rep, err := Run(context.Background(), p, r, jp, func() time.Time { return clock })
+	var ne *NodeError
+	if !errors.As(err, &ne) || ne.Step.Node.Name != "a2" {
+		t.Fatalf("err %v", err)
+	}
+	got := map[string]string{}
+	for _, n := range rep.Nodes {
+		got[n.Node] = n.State
+	}
+	if got["s1"] != "done" || got["s2"] != "done" || got["a1"] != "done" || got["a2"] != "failed" || got["a3"] != "not run" {
+		t.Errorf("states %v", got)
+	}
+	if !slices.Contains(r.calls, "rotate a1 ") || slices.Contains(r.calls, "rotate a3 ") || strings.Join(r.calls[:4], ",") != "rotate s1 renew,verify s1,rotate s2 adopt,verify s2" {
+		t.Errorf("calls %v", r.calls)
+	}
+	st, _ := ReadJournal(jp)
+	if st.Nodes["a1"] != NodeDone || st.Nodes["a2"] != NodeFailed || st.Nodes["a3"] != NodePending {
+		t.Errorf("journal %v", st.Nodes)
+	}
+}
+
+func TestQuoteAndResultParsing(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":             "plain",
+		"/var/lib/k3s":      "/var/lib/k3s",
+		"a b":               "'a b'",
+		"it's":              `'it'\''s'`,
+		"":                  "''",
+		"$(rm -rf /)":       "'$(rm -rf /)'",
+		"--stop-cmd=a;b":    "'--stop-cmd=a;b'",
+		"K=V /bin/x --flag": "'K=V /bin/x --flag'",
+	} {
+		if got := quote(in); got != want {
+			t.Errorf("quote(%q) = %s, want %s", in, got, want)
+		}
+	}
+	out := []byte(`{"apiVersion":"x","kind":"Plan","steps":[]}
+{"apiVersion":"x","kind":"RotateResult","ok":false,"outcome":"rolled back","journalEnd":"rolledback","downtime":5}
+`)
+	res, err := ParseRotateResult(out)
+	if err != nil || res.OK || res.JournalEnd != "rolledback" || res.Downtime != 5 {
+		t.Errorf("result %+v %v", res, err)
+	}
+	if _, err := ParseRotateResult([]byte(`{"kind":"Plan"}`)); err == nil || !strings.Contains(err.Error(), "no rotation result") {
+		t.Errorf("plan only: %v", err)
+	}
+	if _, err := ParseRotateResult([]byte("k3scert: error: boom\n")); err == nil || !strings.Contains(err.Error(), "not JSON") {
+		t.Errorf("text: %v", err)
+	}
+	r := &SSHRunner{Inv: Inventory{Program: "k3s", SSH: SSHOptions{Sudo: true, K3scert: "/opt/k3scert", Args: []string{"-d", "/srv/k3s dir"}},
+		Nodes: []Node{{Name: "s1", Role: RoleServer, Host: "ops@s1", API: "s1:6443"}}}}
+	got := r.Command(NodeStep{Node: r.Inv.Nodes[0], Listener: ListenerRenew})
+	want := `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 -- ops@s1 'sudo -n /opt/k3scert rotate -o json --yes --cluster-listener renew -d '\''/srv/k3s dir'\'''`
+	if got != want {
+		t.Errorf("command\n %s\nwant\n %s", got, want)
+	}
+	if d := r.dataDir(r.Inv.Nodes[0]); d != "/srv/k3s dir" {
+		t.Errorf("data dir %q", d)
+	}
+}
+
+// argsRunner records the arguments each node is rotated or resumed with.
+type argsRunner struct {
+	*scripted
+	seen *[]string
+}
+
+func (a *argsRunner) Resume(ctx context.Context, st NodeStep) (NodeResult, error) {
+	*a.seen = append(*a.seen, st.Node.Name+" "+strings.Join(st.Node.RotateArgs, " "))
+	return a.scripted.Resume(ctx, st)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/k3scert/k3scert/internal/k3s"
@@ -83,6 +84,24 @@ func (e *VerifyError) Error() string {
 	return "cluster verification failed: " + strings.Join(e.Problems, "; ")
 }
 
+// Preflighter is a Runner that can check, before anything is changed,
+// that it reaches every node of the run (the SSH runner: ssh and the
+// remote k3scert answer). Run and Resume call it when the Runner has it.
+type Preflighter interface {
+	Preflight(ctx context.Context, steps []NodeStep) error
+}
+
+func preflight(ctx context.Context, r Runner, steps []NodeStep) error {
+	pf, ok := r.(Preflighter)
+	if !ok || len(steps) == 0 {
+		return nil
+	}
+	if err := pf.Preflight(ctx, steps); err != nil {
+		return fmt.Errorf("preflight: %w; nothing was changed on any node", err)
+	}
+	return nil
+}
+
 // Run executes a cluster plan with a Runner: node by node in plan order,
 // each start and outcome journaled (fsync'd) in journalPath; it stops at
 // the first node that fails (that node's own rotation has rolled itself
@@ -96,6 +115,9 @@ func Run(ctx context.Context, p Plan, r Runner, journalPath string, now func() t
 	if st, err := ReadJournal(journalPath); err == nil && !st.Complete {
 		return Report{}, fmt.Errorf("%w (%s): run again with --resume to continue it", ErrInterrupted, journalPath)
 	}
+	if err := preflight(ctx, r, p.Steps); err != nil {
+		return Report{}, err
+	}
 	j, err := createJournal(journalPath, p, now())
 	if err != nil {
 		return Report{}, err
@@ -104,11 +126,13 @@ func Run(ctx context.Context, p Plan, r Runner, journalPath string, now func() t
 	return run(ctx, p, r, j, journalPath, JournalState{Nodes: map[string]NodeState{}}, now)
 }
 
-// Resume continues the cluster rotation of journalPath with the plan
-// recorded there: done nodes are skipped; a node that was started but not
+// Resume continues the cluster rotation of journalPath: done nodes are
+// skipped; a node that was started but not
 // recorded done (or failed) is handed to Runner.Resume, which finishes
-// it from the node's own journal. want, when it has steps, must be the
-// same plan (the inventory may not change under a resumed run).
+// it from the node's own journal. want, when it has steps, must rotate the
+// same nodes in the same order as the recorded plan, and is then the plan
+// that runs (its arguments, options and agent concurrency); without steps
+// the recorded plan runs.
 func Resume(ctx context.Context, want Plan, r Runner, journalPath string, now func() time.Time) (Report, error) {
 	st, err := ReadJournal(journalPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -123,6 +147,21 @@ func Resume(ctx context.Context, want Plan, r Runner, journalPath string, now fu
 	if len(want.Steps) > 0 && !want.same(st.Plan) {
 		return Report{}, fmt.Errorf("%s: the inventory no longer matches the interrupted run's plan (nodes, order, roles or hosts changed); resume with the inventory it started with", journalPath)
 	}
+	// The same nodes in the same order: the current inventory's arguments
+	// and options apply (fixing a node's arguments is often the fix).
+	plan := st.Plan
+	if len(want.Steps) > 0 {
+		plan = want
+	}
+	var todo []NodeStep
+	for _, s := range plan.Steps {
+		if st.Nodes[s.Node.Name] != NodeDone {
+			todo = append(todo, s)
+		}
+	}
+	if err := preflight(ctx, r, todo); err != nil {
+		return Report{}, err
+	}
 	j, err := openJournal(journalPath)
 	if err != nil {
 		return Report{}, err
@@ -131,7 +170,7 @@ func Resume(ctx context.Context, want Plan, r Runner, journalPath string, now fu
 	if err := j.write(record{T: recResume, At: now()}); err != nil {
 		return Report{}, err
 	}
-	rep, err := run(ctx, st.Plan, r, j, journalPath, st, now)
+	rep, err := run(ctx, plan, r, j, journalPath, st, now)
 	rep.Resumed = true
 	return rep, err
 }
@@ -155,50 +194,90 @@ func run(ctx context.Context, p Plan, r Runner, j *journal, journalPath string, 
 		}
 		return rep, err
 	}
-	for i, s := range p.Steps {
-		nr := &rep.Nodes[i]
+	var jmu sync.Mutex // agents may run concurrently: one journal writer at a time
+	write := func(rec record) error {
+		jmu.Lock()
+		defer jmu.Unlock()
+		return j.write(rec)
+	}
+	// doNode is one node's turn: started, its rotation (or the resume of
+	// an interrupted one), its verification, done or failed.
+	doNode := func(i int) error {
+		s, nr := p.Steps[i], &rep.Nodes[i]
 		state := st.Nodes[s.Node.Name]
-		if state == NodeDone {
-			nr.State = "done earlier"
-			if res, ok := st.Results[s.Node.Name]; ok {
-				nr.Result = &res
-			}
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return finish(fmt.Errorf("interrupted before node %s: %w; k3scert cluster rotate --resume continues", s.Node.Name, err))
-		}
 		mode, call := "rotate", r.Rotate
 		if state == NodeStarted || state == NodeFailed {
 			mode, call = "resume", r.Resume
 		}
 		t0 := now()
-		if err := j.write(record{T: recStarted, At: t0, Node: s.Node.Name, Order: s.Order, Mode: mode}); err != nil {
-			return finish(err)
+		if err := write(record{T: recStarted, At: t0, Node: s.Node.Name, Order: s.Order, Mode: mode}); err != nil {
+			return err
 		}
-		res, err := call(ctx, s)
+		// An interrupt (Ctrl-C) lets the node in progress finish, its
+		// verification included (a node cut off mid-rotation would be left
+		// for its own --resume); the run stops before the next node.
+		nctx := context.WithoutCancel(ctx)
+		res, err := call(nctx, s)
 		nr.Duration = now().Sub(t0)
 		if res.Node != "" || !res.Finished.IsZero() || res.Outcome != "" {
 			nr.Result = &res
 		}
 		if err != nil {
 			nr.State, nr.Error = "failed", err.Error()
-			j.write(record{T: recFailed, At: now(), Node: s.Node.Name, Order: s.Order, Result: nr.Result, Error: err.Error()})
-			return finish(&NodeError{Step: s, Of: len(p.Steps), Err: err, Outcome: res.Outcome})
+			write(record{T: recFailed, At: now(), Node: s.Node.Name, Order: s.Order, Result: nr.Result, Error: err.Error()})
+			return &NodeError{Step: s, Of: len(p.Steps), Err: err, Outcome: res.Outcome}
 		}
-		c, verr := r.Verify(ctx, s.Node)
+		c, verr := r.Verify(nctx, s.Node)
 		nr.Check = &c
 		if verr == nil && len(c.Problems) > 0 {
 			verr = errors.New(strings.Join(c.Problems, "; "))
 		}
 		if verr != nil {
 			nr.State, nr.Error = "failed", verr.Error()
-			j.write(record{T: recFailed, At: now(), Node: s.Node.Name, Order: s.Order, Result: nr.Result, Check: &c, Error: "verify: " + verr.Error()})
-			return finish(&NodeError{Step: s, Of: len(p.Steps), Err: verr, Verify: true})
+			write(record{T: recFailed, At: now(), Node: s.Node.Name, Order: s.Order, Result: nr.Result, Check: &c, Error: "verify: " + verr.Error()})
+			return &NodeError{Step: s, Of: len(p.Steps), Err: verr, Verify: true}
 		}
 		nr.State = "done"
-		if err := j.write(record{T: recDone, At: now(), Node: s.Node.Name, Order: s.Order, Result: nr.Result, Check: &c}); err != nil {
-			return finish(err)
+		return write(record{T: recDone, At: now(), Node: s.Node.Name, Order: s.Order, Result: nr.Result, Check: &c})
+	}
+	var todo []int
+	for i, s := range p.Steps {
+		if st.Nodes[s.Node.Name] == NodeDone {
+			nr := &rep.Nodes[i]
+			nr.State = "done earlier"
+			if res, ok := st.Results[s.Node.Name]; ok {
+				nr.Result = &res
+				nr.Duration = res.Finished.Sub(res.Started)
+			}
+			continue
+		}
+		todo = append(todo, i)
+	}
+	for len(todo) > 0 {
+		// Servers one at a time; agents in batches of AgentConcurrency.
+		n := 1
+		if p.Steps[todo[0]].Node.Role == RoleAgent && p.AgentConcurrency > 1 {
+			n = min(p.AgentConcurrency, len(todo))
+		}
+		batch := todo[:n]
+		todo = todo[n:]
+		if err := ctx.Err(); err != nil {
+			return finish(fmt.Errorf("interrupted before node %s: %w; k3scert cluster rotate --resume continues", p.Steps[batch[0]].Node.Name, err))
+		}
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		for k, i := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[k] = doNode(i)
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs { // the first failed node, in plan order
+			if err != nil {
+				return finish(err)
+			}
 		}
 	}
 	// The cluster, after the last node: every node on the wire again (a

@@ -59,6 +59,12 @@ type SSHOptions struct {
 	// Args are extra arguments of every remote `k3scert rotate` and
 	// `k3scert check` (e.g. -d DATA_DIR); a node's own Args follow them.
 	Args []string `json:"args,omitempty"`
+	// RotateArgs are extra arguments of every remote `k3scert rotate` only
+	// (e.g. --unit, --stop-cmd/--start-cmd); a node's own follow them.
+	RotateArgs []string `json:"rotateArgs,omitempty"`
+	// Kubectl is the remote kubectl command for "kubectl through each
+	// server" (default "k3s kubectl"; RKE2: /var/lib/rancher/rke2/bin/kubectl).
+	Kubectl string `json:"kubectl,omitempty"`
 }
 
 // ParseInventory reads an inventory strictly: an unknown field is an

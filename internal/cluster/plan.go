@@ -15,8 +15,9 @@ type Plan struct {
 	Kind       string      `json:"kind"`
 	Program    k3s.Program `json:"program"`
 	Inventory  string      `json:"inventory,omitempty"`
-	// AgentConcurrency is how many agents rotate at once. Only 1 is
-	// supported by Run today (agents are short: a restart each).
+	// AgentConcurrency is how many agents rotate at once (default 1;
+	// servers always one at a time). A batch runs to its end; a failure in
+	// it stops the run before the next batch.
 	AgentConcurrency int        `json:"agentConcurrency"`
 	Steps            []NodeStep `json:"steps"`
 }
@@ -75,14 +76,18 @@ func (p Plan) Summary() string {
 	if p.Inventory != "" {
 		fmt.Fprintf(&b, ", inventory %s", p.Inventory)
 	}
-	b.WriteString("): one node at a time; a node that fails rolls itself back and stops the run\n")
+	if p.AgentConcurrency > 1 {
+		fmt.Fprintf(&b, "): servers one at a time, agents %d at a time; a node that fails rolls itself back and stops the run\n", p.AgentConcurrency)
+	} else {
+		b.WriteString("): one node at a time; a node that fails rolls itself back and stops the run\n")
+	}
 	for _, s := range p.Steps {
-		what := "agent: restart, fetch fresh certificates from a server, verify"
+		what := "restart, fetch fresh certificates from a server, verify"
 		switch s.Listener {
 		case ListenerRenew:
-			what = fmt.Sprintf("server: its leaves, and renews the shared %s secret once", k3s.ListenerSpec(p.Program).SecretName)
+			what = fmt.Sprintf("its leaves, and renews the shared %s secret once", k3s.ListenerSpec(p.Program).SecretName)
 		case ListenerAdopt:
-			what = "server: its leaves; adopts the already renewed secret into its dynamic-cert.json"
+			what = "its leaves; adopts the already renewed secret into its dynamic-cert.json"
 		}
 		fmt.Fprintf(&b, "  %d. %-20s %-6s %s\n", s.Order, s.Node.Name, s.Node.Role, what)
 		if s.Node.API != "" {

@@ -17,3 +17,16 @@ package k3s
 // valid): the served certificate is then not byte-equal to the secret read
 // before the start, but equal to the secret after it.
 const AdoptMergeEvidence = "rancher/dynamiclistener@v0.3.4 factory/gen.go:89-111 and storage/kubernetes/controller.go:77-90,150-168; v0.3.3 factory/gen.go:86-104"
+
+// DefaultKubectl is the kubectl command on a server node: K3s's own
+// `k3s kubectl` (the k3s binary embeds kubectl; install.sh puts k3s on the
+// PATH and only symlinks kubectl when no other kubectl exists: k3s-io/k3s
+// install.sh create_symlinks); RKE2 extracts kubectl to
+// /var/lib/rancher/rke2/bin, which is not on the PATH
+// (docs.rke2.io/reference/cli_tools).
+func DefaultKubectl(p Program) []string {
+	if p == RKE2 {
+		return []string{"/var/lib/rancher/rke2/bin/kubectl"}
+	}
+	return []string{string(p), "kubectl"}
+}

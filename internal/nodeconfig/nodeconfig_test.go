@@ -159,3 +159,25 @@ func FuzzMergeAndUnit(f *testing.F) {
 		_, _ = exec, env
 	})
 }
+
+// datastore-endpoint comes from config.yaml, K3S_DATASTORE_ENDPOINT in the
+// unit's environment, or the unit's flag, later sources winning.
+func TestDatastoreEndpoint(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "etc/rancher/k3s/config.yaml"), "datastore-endpoint: http://127.0.0.1:2379\n")
+	c, errs := nodeconfig.Load(nodeconfig.Options{Program: k3s.K3s, Role: k3s.RoleServer, Root: root})
+	if len(errs) != 0 || c.DatastoreEndpoint != "http://127.0.0.1:2379" {
+		t.Fatalf("config.yaml: %q %v", c.DatastoreEndpoint, errs)
+	}
+	write(t, filepath.Join(root, "etc/systemd/system/k3s.service.env"), "K3S_DATASTORE_ENDPOINT=mysql://u:p@tcp(db:3306)/k3s\n")
+	write(t, filepath.Join(root, "etc/systemd/system/k3s.service"), unitK3s)
+	c, _ = nodeconfig.Load(nodeconfig.Options{Program: k3s.K3s, Role: k3s.RoleServer, Root: root})
+	if c.DatastoreEndpoint != "mysql://u:p@tcp(db:3306)/k3s" {
+		t.Errorf("environment: %q", c.DatastoreEndpoint)
+	}
+	write(t, filepath.Join(root, "etc/systemd/system/k3s.service"), strings.Replace(unitK3s, "'--disable-etcd' \\", "'--disable-etcd' \\\n\t'--datastore-endpoint=https://etcd:2379' \\", 1))
+	c, _ = nodeconfig.Load(nodeconfig.Options{Program: k3s.K3s, Role: k3s.RoleServer, Root: root})
+	if c.DatastoreEndpoint != "https://etcd:2379" {
+		t.Errorf("unit flag: %q", c.DatastoreEndpoint)
+	}
+}

@@ -170,3 +170,101 @@ func TestClusterAdoptWithoutOfflineSecret(t *testing.T) {
 func nodeOf(t *testing.T) report.Node {
 	return report.Node{DataDir: t.TempDir(), Program: "k3s", Role: "server"}
 }
+
+// A server with datastore-endpoint (config.yaml): an etcd-API endpoint over
+// http:// (kine, or etcd without client TLS) keeps running while K3s is
+// stopped, so the secret is written through it (renew) or read from it
+// (adopt); https:// (client TLS k3scert does not read) and SQL DSNs are
+// not reachable offline and fall back to the row's JSON/trigger/online
+// path; the endpoint's credentials never reach the plan.
+func TestExternalDatastorePlan(t *testing.T) {
+	cases := []struct {
+		endpoint, listener, adopt, describe string
+		external                            bool
+	}{
+		{"http://127.0.0.1:1", rotate.ListenerBoth, rotate.ListenerAdopt, "external etcd-API datastore", true},
+		{"https://etcd.example:2379", rotate.ListenerTrigger, rotate.ListenerAdoptRestart, "over TLS", false},
+		{"mysql://admin:hunter2@tcp(db:3306)/k3s", rotate.ListenerTrigger, rotate.ListenerAdoptRestart, "external mysql datastore", false},
+		{"postgres://admin:hunter2@db:5432/k3s", rotate.ListenerTrigger, rotate.ListenerAdoptRestart, "external postgres datastore", false},
+	}
+	for _, c := range cases {
+		n := newFNode(t, k3s.ProfileCurrent, nil)
+		if err := os.MkdirAll(filepath.Join(n.root, "etc/rancher/k3s"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(n.root, "etc/rancher/k3s/config.yaml"), []byte("datastore-endpoint: \""+c.endpoint+"\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range []string{rotate.ClusterRenew, rotate.ClusterAdopt} {
+			in, err := rotate.GatherNode(context.Background(), rotate.GatherOptions{Check: n.checkOptions(k3s.ProfileCurrent, install), Method: rotate.MethodRenew,
+				Service: "fake k3s", Root: n.root, ClusterListener: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := rotate.NewPlan(in)
+			if err != nil {
+				t.Fatalf("%s %s: %v", c.endpoint, mode, err)
+			}
+			want := c.listener
+			if mode == rotate.ClusterAdopt {
+				want = c.adopt
+			}
+			if p.Listener != want || p.ExternalDatastore != c.external || !strings.Contains(p.Datastore, c.describe) {
+				t.Errorf("%s %s: listener %q external %v datastore %q; want %q %v %q", c.endpoint, mode, p.Listener, p.ExternalDatastore, p.Datastore, want, c.external, c.describe)
+			}
+			if strings.Contains(p.Summary(), "hunter2") || strings.Contains(p.Datastore, "admin") {
+				t.Errorf("%s: the plan shows the endpoint's credentials", c.endpoint)
+			}
+		}
+	}
+}
+
+// The first server of a cluster renews from the shared secret when it
+// holds names this server's dynamic-cert.json lacks (another server's
+// address, merged in by dynamiclistener): a later server adopting the
+// renewed certificate still finds its own address in it.
+func TestClusterRenewKeepsEveryServersNames(t *testing.T) {
+	n := newFNode(t, k3s.ProfileCurrent, nil)
+	at := install.AddDate(0, 0, 400)
+	js := readJSON(t, n.dataDir)
+	leaf, _ := pki.ParseCerts(js.Data[corev1.TLSCertKey])
+	key, _, err := pki.ParseKey(js.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	caB, _ := os.ReadFile(n.path("server/tls/server-ca.crt"))
+	cas, _ := pki.ParseCerts(caB)
+	caKB, _ := os.ReadFile(n.path("server/tls/server-ca.key"))
+	caKey, _, _ := pki.ParseKey(caKB)
+	tmpl := *leaf[0]
+	tmpl.IPAddresses = append(append([]net.IP(nil), tmpl.IPAddresses...), net.ParseIP("10.0.0.12"))
+	wide, err := pki.Renew(&tmpl, key.Public(), cas[0], caKey, leaf[0].NotBefore, leaf[0].NotAfter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := js.DeepCopy()
+	shared.Name, shared.Namespace = "k3s-serving", "kube-system"
+	shared.Data[corev1.TLSCertKey] = pki.EncodeCerts(wide, cas[0])
+	n.seedSQLite(t, shared)
+
+	p, err := clusterPlan(t, n, rotate.ClusterRenew, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	e := &rotate.Executor{Plan: p, Service: fakeService{calls: &calls}, Secrets: n.secrets(), Now: func() time.Time { return at }}
+	if err := e.Apply(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := storedSecret(t, n)
+	c, _ := pki.ParseCerts(got.Data[corev1.TLSCertKey])
+	if !strings.Contains(strings.Join(pki.SANs(c[0]), ","), "10.0.0.12") || !c[0].NotAfter.After(at) {
+		t.Errorf("renewed shared certificate: names %v, until %s", pki.SANs(c[0]), c[0].NotAfter)
+	}
+	if !bytes.Equal(readJSON(t, n.dataDir).Data[corev1.TLSCertKey], got.Data[corev1.TLSCertKey]) {
+		t.Error("dynamic-cert.json and the secret differ after the renewal")
+	}
+	if got.Annotations[rotate.ListenerAnnotationKey("10.0.0.12", false)] != "10.0.0.12" {
+		t.Errorf("annotations %v", got.Annotations)
+	}
+}

@@ -201,6 +201,13 @@ func (e *Executor) listener(ctx context.Context) (string, error) {
 	src, from := cur, "dynamic-cert.json"
 	if src == nil {
 		src, from = stored, "the secret"
+	} else if e.Plan.ClusterListener == ClusterRenew && stored != nil && moreNames(stored, cur) {
+		// The first server of a cluster renews the shared certificate once
+		// for every server: the secret holds the names dynamiclistener
+		// merged in from all of them; this server's copy may lack some,
+		// and a later server adopting it would then serve a certificate
+		// without its own address.
+		src, from = stored, "the shared secret (it holds names this server's dynamic-cert.json lacks)"
 	}
 	if src == nil {
 		return "no listener certificate yet: the listener signs one on start", nil
@@ -373,4 +380,24 @@ func (e *Executor) adoptable(sec *corev1.Secret) (*x509.Certificate, error) {
 			l, certs[0].NotBefore.UTC().Format(time.RFC3339), certs[0].NotAfter.UTC().Format(time.RFC3339), e.Plan.VerifyDays)
 	}
 	return certs[0], nil
+}
+
+// moreNames: a's certificate carries every name of b's and more.
+func moreNames(a, b *corev1.Secret) bool {
+	ac, err1 := pki.ParseCerts(a.Data[corev1.TLSCertKey])
+	bc, err2 := pki.ParseCerts(b.Data[corev1.TLSCertKey])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	have := map[string]bool{}
+	for _, n := range pki.SANs(ac[0]) {
+		have[n] = true
+	}
+	bn := pki.SANs(bc[0])
+	for _, n := range bn {
+		if !have[n] {
+			return false
+		}
+	}
+	return len(have) > len(bn)
 }

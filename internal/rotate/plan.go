@@ -317,9 +317,14 @@ func NewPlan(in Input) (Plan, error) {
 	sort.Strings(p.Addresses)
 	p.Others = append(p.Others, fmt.Sprintf("agents: restart every agent after this server (systemctl restart %s-agent); they fetch fresh certificates on start", in.Program))
 	p.Others = append(p.Others, "copied kubeconfigs: refresh each copy afterwards (k3scert kubeconfig refresh PATH)")
-	if in.HA {
+	switch {
+	case in.ClusterListener == ClusterRenew:
+		p.Others = append(p.Others, fmt.Sprintf("cluster rotation: this server renews the shared %s secret once; every later server adopts it (--cluster-listener adopt), then the agents", l.SecretName))
+	case in.ClusterListener == ClusterAdopt:
+		p.Others = append(p.Others, fmt.Sprintf("cluster rotation: this server takes the %s secret an earlier server renewed; the next server, then the agents", l.SecretName))
+	case in.HA:
 		p.Others = append(p.Others, fmt.Sprintf("other servers: the %s secret is shared and now renewed; on every other server run k3scert rotate too (its own leaves and its own dynamic-cert.json), one server at a time", l.SecretName))
-	} else {
+	default:
 		p.Others = append(p.Others, fmt.Sprintf("if the cluster has other servers: they share the %s secret (now renewed) but keep their own leaves and dynamic-cert.json: run k3scert rotate on each, one at a time (docs/runbooks/ha.md)", l.SecretName))
 	}
 	if p.Listener == ListenerStatic {
