@@ -40,6 +40,8 @@ test-short:
 demo: build lab-bin
 	bin/k3scert-lab run all
 	bin/k3scert-lab run scenario1 --profile v1.18 --remedy rotate
+	bin/k3scert-lab run ha-expired --remedy rotate
+	bin/k3scert-lab run ha-preventive
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/ ./internal/...
