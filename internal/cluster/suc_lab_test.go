@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,7 +19,9 @@ import (
 	"time"
 
 	"github.com/k3scert/k3scert/internal/cluster"
+	"github.com/k3scert/k3scert/internal/k3s"
 	"github.com/k3scert/k3scert/internal/lab"
+	"github.com/k3scert/k3scert/internal/rotate"
 	"k8s.io/client-go/rest"
 )
 
@@ -329,78 +333,20 @@ func applyNodes(t *testing.T, n *lab.Node, nodes []struct{ name, extra string })
 // by a /bin/sh copied into it).
 func TestSucLabJobCommand(t *testing.T) {
 	requireLab(t)
-	if os.Geteuid() != 0 {
-		if os.Getenv("K3SCERT_LAB_REQUIRED") == "1" {
-			t.Fatal("the job command test chroots and must run as root (K3SCERT_LAB_REQUIRED=1)")
-		}
-		t.Skip("LAB TEST NOT RUN: the job command chroots into the node's root; run as root")
-	}
+	requireRoot(t)
 	bin := k3scertBinary(t)
 	root := t.TempDir()
 	n := startNode(t, root)
 	if err := shellInto(root); err != nil {
 		t.Fatal(err)
 	}
-	ctl := filepath.Join(root, "run", "labctl")
-	if err := os.MkdirAll(ctl, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"req", "ack"} {
-		if err := syscall.Mkfifo(filepath.Join(ctl, f), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var mu sync.Mutex
-	var actions []string
-	ctlDone := make(chan struct{})
-	go func() { // the node's "service manager"
-		defer close(ctlDone)
-		for {
-			b, err := os.ReadFile(filepath.Join(ctl, "req"))
-			if err != nil {
-				t.Errorf("labctl: %v", err)
-				return
-			}
-			req := strings.TrimSpace(string(b))
-			if req == "quit" {
-				return
-			}
-			res := "ok"
-			switch req {
-			case "stop":
-				n.Stop()
-			case "start":
-				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-				if _, err := n.Start(ctx); err != nil {
-					t.Logf("labctl start: %v", err)
-					res = "fail"
-				}
-				cancel()
-			default:
-				res = "fail"
-			}
-			mu.Lock()
-			actions = append(actions, req+"="+res)
-			mu.Unlock()
-			if err := os.WriteFile(filepath.Join(ctl, "ack"), []byte(res+"\n"), 0o600); err != nil {
-				t.Errorf("labctl ack: %v", err)
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		// Blocks until the controller reads it; if the controller has
-		// already stopped, the writer is left blocked, not the test.
-		go func() { _ = os.WriteFile(filepath.Join(ctl, "req"), []byte("quit\n"), 0o600) }()
-		<-ctlDone
-	})
+	ctl := startLabCtl(t, root, n.Stop, func(ctx context.Context) error { _, err := n.Start(ctx); return err })
 
 	ports := n.Ports()
 	o := labOptions()
 	o.RotateArgs = []string{"--profile=" + n.Profile().Name,
 		"--supervisor-port=" + strconv.Itoa(ports.Supervisor), "--apiserver-port=" + strconv.Itoa(ports.APIServer),
-		`--stop-cmd=echo stop > /run/labctl/req && read r < /run/labctl/ack && test "$r" = ok`,
-		`--start-cmd=echo start > /run/labctl/req && read r < /run/labctl/ack && test "$r" = ok`}
+		labStopCmd, labStartCmd}
 	srv, _, err := cluster.SUCPlans(o)
 	if err != nil {
 		t.Fatal(err)
@@ -411,17 +357,7 @@ func TestSucLabJobCommand(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(ps[0].Spec.Upgrade, srv.Spec.Upgrade) {
 		t.Fatalf("decoded server plan differs: %v", err)
 	}
-	args := make([]string, len(srv.Spec.Upgrade.Args))
-	replaced := 0
-	for i, a := range srv.Spec.Upgrade.Args {
-		if a == "--host-root="+cluster.SUCHostRoot {
-			a, replaced = "--host-root="+root, replaced+1
-		}
-		args[i] = a
-	}
-	if replaced != 1 || srv.Spec.Upgrade.Command[0] != cluster.ImageBinary {
-		t.Fatalf("plan command %q %q: want %s with one --host-root=/host", srv.Spec.Upgrade.Command, srv.Spec.Upgrade.Args, cluster.ImageBinary)
-	}
+	args := jobArgs(t, srv, root)
 
 	// The API side of a server job: the plan (resolved by the "controller":
 	// status patched here), the node objects, the job's ServiceAccount.
@@ -444,9 +380,7 @@ func TestSucLabJobCommand(t *testing.T) {
 	// ServiceAccount: $KUBECONFIG here).
 	job := func(name string) (string, lab.Step, lab.Step, []string) {
 		t.Helper()
-		mu.Lock()
-		actions = nil
-		mu.Unlock()
+		ctl.reset()
 		before := n.Observe(ctx, "before "+name, "", 0)
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Env = append(os.Environ(), "SYSTEM_UPGRADE_NODE_NAME=lab-node", "KUBECONFIG="+kc)
@@ -456,9 +390,7 @@ func TestSucLabJobCommand(t *testing.T) {
 			t.Fatalf("%s: job command failed: %v", name, err)
 		}
 		after := n.Observe(ctx, "after "+name, "", 0)
-		mu.Lock()
-		acts := append([]string(nil), actions...)
-		mu.Unlock()
+		acts := ctl.actions()
 		t.Logf("%s: labctl %v; before: served %.12s json %.12s; after: served %.12s json %.12s kubectl %v %s", name, acts,
 			before.ServedSHA256, before.DynamicCertSHA256, after.ServedSHA256, after.DynamicCertSHA256, after.KubectlOK, after.KubectlError)
 		if !reflect.DeepEqual(acts, []string{"stop=ok", "start=ok"}) {
@@ -563,4 +495,248 @@ func shellInto(root string) error {
 		return fmt.Errorf("mknod /dev/null in the node's root: %w", err)
 	}
 	return os.Chmod(filepath.Join(root, "dev", "null"), 0o666)
+}
+
+// requireRoot: the job command chroots into the node's root.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("K3SCERT_LAB_REQUIRED") == "1" {
+			t.Fatal("the job command test chroots and must run as root (K3SCERT_LAB_REQUIRED=1)")
+		}
+		t.Skip("LAB TEST NOT RUN: the job command chroots into the node's root; run as root")
+	}
+}
+
+// The rotation's --stop-cmd and --start-cmd in the node's root: a request
+// to the in-test labctl through <root>/run/labctl/req, its answer read
+// from ack.
+const (
+	labStopCmd  = `--stop-cmd=echo stop > /run/labctl/req && read r < /run/labctl/ack && test "$r" = ok`
+	labStartCmd = `--start-cmd=echo start > /run/labctl/req && read r < /run/labctl/ack && test "$r" = ok`
+)
+
+// labCtl is a lab node's "service manager": it serves the stop and start
+// requests of labStopCmd and labStartCmd and records them as
+// "stop=ok", "start=fail" and the like.
+type labCtl struct {
+	mu   sync.Mutex
+	acts []string
+}
+
+func (c *labCtl) reset() {
+	c.mu.Lock()
+	c.acts = nil
+	c.mu.Unlock()
+}
+
+func (c *labCtl) actions() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.acts...)
+}
+
+// startLabCtl makes the FIFOs under <root>/run/labctl and serves them
+// until the test ends, stop and start driving the in-test node.
+func startLabCtl(t *testing.T, root string, stop func(), start func(context.Context) error) *labCtl {
+	t.Helper()
+	ctl := filepath.Join(root, "run", "labctl")
+	if err := os.MkdirAll(ctl, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"req", "ack"} {
+		if err := syscall.Mkfifo(filepath.Join(ctl, f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &labCtl{}
+	ctlDone := make(chan struct{})
+	go func() {
+		defer close(ctlDone)
+		for {
+			b, err := os.ReadFile(filepath.Join(ctl, "req"))
+			if err != nil {
+				t.Errorf("labctl: %v", err)
+				return
+			}
+			req := strings.TrimSpace(string(b))
+			if req == "quit" {
+				return
+			}
+			res := "ok"
+			switch req {
+			case "stop":
+				stop()
+			case "start":
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+				if err := start(ctx); err != nil {
+					t.Logf("labctl start: %v", err)
+					res = "fail"
+				}
+				cancel()
+			default:
+				res = "fail"
+			}
+			c.mu.Lock()
+			c.acts = append(c.acts, req+"="+res)
+			c.mu.Unlock()
+			if err := os.WriteFile(filepath.Join(ctl, "ack"), []byte(res+"\n"), 0o600); err != nil {
+				t.Errorf("labctl ack: %v", err)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		// Blocks until the controller reads it; if the controller has
+		// already stopped, the writer is left blocked, not the test.
+		go func() { _ = os.WriteFile(filepath.Join(ctl, "req"), []byte("quit\n"), 0o600) }()
+		<-ctlDone
+	})
+	return c
+}
+
+// jobArgs is the plan's upgrade command line with the controller's /host
+// replaced by root.
+func jobArgs(t *testing.T, p cluster.SUCPlan, root string) []string {
+	t.Helper()
+	args := make([]string, len(p.Spec.Upgrade.Args))
+	replaced := 0
+	for i, a := range p.Spec.Upgrade.Args {
+		if a == "--host-root="+cluster.SUCHostRoot {
+			a, replaced = "--host-root="+root, replaced+1
+		}
+		args[i] = a
+	}
+	if replaced != 1 || p.Spec.Upgrade.Command[0] != cluster.ImageBinary {
+		t.Fatalf("plan command %q %q: want %s with one --host-root=/host", p.Spec.Upgrade.Command, p.Spec.Upgrade.Args, cluster.ImageBinary)
+	}
+	return args
+}
+
+// agentCertFiles are the certificates a K3s agent fetches on every start.
+var agentCertFiles = []string{"serving-kubelet.crt", "client-kubelet.crt", "client-kube-proxy.crt", "client-k3s-controller.crt"}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		t.Fatalf("%s: no PEM certificate", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return c
+}
+
+// TestSucLabAgentJobCommand runs the agent plan's job command line —
+// exactly the generated command and arguments, with /host replaced by a
+// lab agent's root — as root against an agent of a running lab cluster
+// (one server, one agent): the binary installs itself into the agent's
+// root, chroots there and runs `k3scert rotate --yes`, which stops the
+// agent, starts it (it fetches fresh certificates from its server) and
+// verifies that the kubelet stand-in serves the renewed serving-kubelet
+// certificate (--kubelet-address, its loopback port). --stop-cmd and
+// --start-cmd drive the agent (lab.AgentService) through labctl's FIFOs.
+func TestSucLabAgentJobCommand(t *testing.T) {
+	requireLab(t)
+	requireRoot(t)
+	bin := k3scertBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := lab.NewCluster(lab.ClusterOptions{Root: filepath.Join(t.TempDir(), "ha"), Servers: 1, Agents: 1, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Agents) != 1 {
+		t.Fatalf("%d agents, want 1", len(c.Agents))
+	}
+	a := c.Agents[0]
+	root := filepath.Join(c.Root(), a.Name()) // NewCluster's layout
+	if want := filepath.Join(root, "var", "lib", "rancher", "k3s"); a.DataDir() != want {
+		t.Fatalf("agent data dir %s, want %s under its root", a.DataDir(), want)
+	}
+	if err := shellInto(root); err != nil {
+		t.Fatal(err)
+	}
+	svc := &lab.AgentService{A: a}
+	ctl := startLabCtl(t, root, func() { _ = svc.Stop(context.Background()) }, svc.Start)
+
+	o := labOptions()
+	o.RotateArgs = []string{"--profile=" + c.Profile().Name, "--kubelet-address=" + a.KubeletAddr(), labStopCmd, labStartCmd}
+	_, agent, err := cluster.SUCPlans(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The YAML an operator applies carries the same command line.
+	_, y := writeManifest(t, o)
+	ps, err := cluster.DecodePlansStrict(y)
+	if err != nil || len(ps) != 2 || !reflect.DeepEqual(ps[1].Spec.Upgrade, agent.Spec.Upgrade) {
+		t.Fatalf("decoded agent plan differs: %v", err)
+	}
+	args := jobArgs(t, agent, root)
+
+	certPath := func(f string) string { return filepath.Join(a.DataDir(), "agent", f) }
+	before := map[string]*x509.Certificate{}
+	for _, f := range agentCertFiles {
+		before[f] = readCert(t, certPath(f))
+	}
+	served := a.ServedKubelet()
+	if served == nil || !served.Equal(before["serving-kubelet.crt"]) {
+		t.Fatalf("before the job, the kubelet stand-in serves %v, not agent/serving-kubelet.crt", served)
+	}
+
+	// The controller runs the agent's job on node agent-1 (its env:
+	// SYSTEM_UPGRADE_NODE_NAME); the agent's upgrade container does not
+	// talk to the API.
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "SYSTEM_UPGRADE_NODE_NAME="+a.Name())
+	out, err := cmd.CombinedOutput()
+	t.Logf("agent job: %s %s\n%s", bin, strings.Join(args, " "), out)
+	if err != nil {
+		t.Fatalf("agent job command failed: %v", err)
+	}
+	if acts := ctl.actions(); !reflect.DeepEqual(acts, []string{"stop=ok", "start=ok"}) {
+		t.Errorf("service actions %v, want one stop and one start", acts)
+	}
+	for _, want := range []string{"installed " + cluster.DefaultHostBinary + " on the node", "running in the node's root",
+		"--kubelet-address=" + a.KubeletAddr(), "k3scert: restarted the agent; its certificates are fresh and verified"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("job output lacks %q", want)
+		}
+	}
+	if strings.Contains(string(out), "--cluster-listener") {
+		t.Errorf("the agent's job chose a listener part")
+	}
+
+	after := map[string]*x509.Certificate{}
+	for _, f := range agentCertFiles {
+		after[f] = readCert(t, certPath(f))
+		if after[f].SerialNumber.Cmp(before[f].SerialNumber) == 0 {
+			t.Errorf("agent/%s: serial %s unchanged: not renewed", f, after[f].SerialNumber.Text(16))
+		}
+	}
+	if served := a.ServedKubelet(); served == nil || !served.Equal(after["serving-kubelet.crt"]) {
+		t.Errorf("the kubelet stand-in serves %v, not the renewed agent/serving-kubelet.crt (serial %s)", served, after["serving-kubelet.crt"].SerialNumber.Text(16))
+	}
+	st, err := rotate.ReadJournal(rotate.JournalPath(a.DataDir(), k3s.RoleAgent))
+	if err != nil {
+		t.Fatalf("the agent's journal: %v", err)
+	}
+	if st.End != "complete" || len(st.Done) != len(st.Plan.Steps) || st.Failed != "" {
+		t.Errorf("journal: end %q, %d of %d steps done %v, failed %q; want complete", st.End, len(st.Done), len(st.Plan.Steps), st.Done, st.Failed)
+	}
+	inst, err := os.ReadFile(cluster.HostPath(root, cluster.DefaultHostBinary))
+	self, _ := os.ReadFile(bin)
+	if err != nil || !bytes.Equal(inst, self) {
+		t.Errorf("binary not installed in the agent's root: %v", err)
+	}
 }
