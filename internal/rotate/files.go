@@ -4,19 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/k3scert/k3scert/internal/jsonl"
 )
 
 func dirOf(p string) string { return filepath.Dir(p) }
 
 // syncDir fsyncs a directory so a rename in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return jsonl.SyncDir(dir) }
 
 // WriteAtomic replaces path with data: temp file in the same directory,
 // fsync, chmod, rename, fsync the directory. A reader sees the old or the
