@@ -80,12 +80,12 @@ func AcquireLock(dataDir string, owner LockOwner) (*Lock, error) {
 		return nil, fmt.Errorf("rotation lock %s is not a regular file", p)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		prev := readOwner(f)
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, &LockedError{Path: p, Owner: prev}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("rotation lock %s: %w", p, err)
 		}
-		return nil, fmt.Errorf("rotation lock %s: %w", p, err)
+		defer f.Close()
+		return nil, &LockedError{Path: p, Owner: holder(f)}
 	}
 	l := &Lock{f: f, owner: owner}
 	if prev := readOwner(f); prev != nil && !prev.Released {
@@ -93,6 +93,23 @@ func AcquireLock(dataDir string, owner LockOwner) (*Lock, error) {
 	}
 	l.write()
 	return l, nil
+}
+
+// holder reads the record of the process that holds the lock. The holder
+// writes it in place right after taking the lock, so for a moment the
+// file may still be empty, hold the previous (released) record, or be
+// caught between the write and the truncate: read again for up to a
+// second before saying the record is unreadable.
+func holder(f *os.File) *LockOwner {
+	for i := 0; ; i++ {
+		if o := readOwner(f); o != nil && !o.Released {
+			return o
+		}
+		if i == 50 {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func readOwner(f *os.File) *LockOwner {
