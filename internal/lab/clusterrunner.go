@@ -144,9 +144,8 @@ func (r *ClusterRunner) Resume(ctx context.Context, s cluster.NodeStep) (cluster
 			return res, fmt.Errorf("lab: no server %q", s.Node.Name)
 		}
 		ts = &timedService{Service: &Service{N: n}}
-		v := rotate.Verifier{Check: n.CheckOptions(), Now: time.Now, Timeout: 30 * time.Second}
-		e = &rotate.Executor{Service: ts, Now: time.Now, Verify: v.Verify,
-			Secrets: rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program, Endpoint: n.datastoreEndpoint()})}
+		ds := rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program, Endpoint: n.datastoreEndpoint()})
+		e = &rotate.Executor{Service: ts, Now: time.Now, Verify: n.clusterVerifier(n.CheckOptions(), ds).Verify, Secrets: ds}
 		journal = rotate.JournalPath(n.dataDir, k3s.RoleServer)
 	case cluster.RoleAgent:
 		a := r.C.agent(s.Node.Name)

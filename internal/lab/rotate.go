@@ -91,15 +91,35 @@ func (n *Node) ClusterRotateExecutor(ctx context.Context, method, clusterListene
 	if err != nil {
 		return nil, err
 	}
-	v := rotate.Verifier{Check: o, Now: time.Now, Timeout: 30 * time.Second}
-	e := &rotate.Executor{Plan: p, Service: svc, Now: time.Now, Verify: v.Verify}
+	e := &rotate.Executor{Plan: p, Service: svc, Now: time.Now}
 	switch {
 	case n.o.ExternalDatastore:
 		e.Secrets = rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program, Endpoint: n.datastoreEndpoint()})
 	case !n.o.DatastoreStopsWithK3s:
 		e.Secrets = rotate.DatastoreSecrets(datastore.NodeOptions{DataDir: n.dataDir, Program: n.o.Program})
 	}
+	e.Verify = n.clusterVerifier(o, e.Secrets).Verify
 	return e, nil
+}
+
+// clusterVerifier is the verification `k3scert rotate` wires on a server
+// (cmd/k3scert/rotate.go): where the datastore can be read, the shared
+// secret too, so that in a cluster rotation the listener must serve
+// exactly the secret's certificate — checked here against the real
+// dynamiclistener of the node's era.
+func (n *Node) clusterVerifier(o check.Options, ds func(context.Context) (rotate.SecretStore, error)) rotate.Verifier {
+	v := rotate.Verifier{Check: o, Now: time.Now, Timeout: 30 * time.Second}
+	if ds != nil {
+		v.Secret = func(ctx context.Context) (*corev1.Secret, error) {
+			st, err := ds(ctx)
+			if err != nil {
+				return nil, err
+			}
+			defer st.Close()
+			return st.Get(ctx)
+		}
+	}
+	return v
 }
 
 func (n *Node) datastoreEndpoint() string {
