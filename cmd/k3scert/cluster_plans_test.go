@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -9,21 +8,10 @@ import (
 	"github.com/k3scert/k3scert/internal/cluster"
 )
 
-func clusterCLI(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	root := newRoot()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.Execute()
-	return out.String(), err
-}
-
 // TestClusterPlansCLI: `k3scert cluster plans` prints the RBAC and the two
 // plans with the flags' values; the plans decode strictly.
 func TestClusterPlansCLI(t *testing.T) {
-	out, err := clusterCLI(t, "cluster", "plans", "--image", "registry.example/k3scert:v9.9.9", "--run-id", "r42",
+	out, err := rootCLI(t, "cluster", "plans", "--image", "registry.example/k3scert:v9.9.9", "--run-id", "r42",
 		"--namespace", "ops", "--service-account", "rot", "--k3s-program", "rke2", "--agent-concurrency", "3",
 		"--rotate-arg=--verify-days=60", "--image-pull-secret", "regcred")
 	if err != nil {
@@ -54,7 +42,7 @@ func TestClusterPlansCLI(t *testing.T) {
 		}
 	}
 
-	js, err := clusterCLI(t, "cluster", "plans", "--image", "registry.example/k3scert:v9.9.9", "--run-id", "r42", "-o", "json")
+	js, err := rootCLI(t, "cluster", "plans", "--image", "registry.example/k3scert:v9.9.9", "--run-id", "r42", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +60,11 @@ func TestClusterPlansDefaults(t *testing.T) {
 	defer func() { version = saved }()
 
 	version = "" // not a release: no default image
-	if out, err := clusterCLI(t, "cluster", "plans", "--run-id", "x"); err == nil || !strings.Contains(err.Error(), "no default image") {
+	if out, err := rootCLI(t, "cluster", "plans", "--run-id", "x"); err == nil || !strings.Contains(err.Error(), "no default image") {
 		t.Errorf("unreleased build: %v\n%s", err, out)
 	}
 	version = "v1.2.3"
-	out, err := clusterCLI(t, "cluster", "plans")
+	out, err := rootCLI(t, "cluster", "plans")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +78,10 @@ func TestClusterPlansDefaults(t *testing.T) {
 	if v := plans[0].Spec.Version; len(v) != len("2006-01-02") || plans[1].Spec.Version != v {
 		t.Errorf("default run id %q", v)
 	}
-	if out, err := clusterCLI(t, "cluster", "plans", "--job-deadline", "0"); err != nil || !strings.Contains(out, "jobActiveDeadlineSecs: 0\n") {
+	if out, err := rootCLI(t, "cluster", "plans", "--job-deadline", "0"); err != nil || !strings.Contains(out, "jobActiveDeadlineSecs: 0\n") {
 		t.Errorf("--job-deadline 0: %v\n%s", err, out)
 	}
-	if out, err := clusterCLI(t, "cluster", "plans", "--job-deadline", "7200"); err != nil || !strings.Contains(out, "jobActiveDeadlineSecs: 7200\n") {
+	if out, err := rootCLI(t, "cluster", "plans", "--job-deadline", "7200"); err != nil || !strings.Contains(out, "jobActiveDeadlineSecs: 7200\n") {
 		t.Errorf("--job-deadline 7200: %v", err)
 	}
 	for _, bad := range [][]string{
@@ -103,17 +91,17 @@ func TestClusterPlansDefaults(t *testing.T) {
 		{"cluster", "plans", "-o", "toml"},
 		{"cluster", "plans", "--run-id", "has space"},
 	} {
-		if _, err := clusterCLI(t, bad...); err == nil {
+		if _, err := rootCLI(t, bad...); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
 }
 
 func TestClusterHostRotateNeedsDash(t *testing.T) {
-	if _, err := clusterCLI(t, "cluster", "host-rotate", "--host-root", t.TempDir(), "rotate"); err == nil || !strings.Contains(err.Error(), "after --") {
+	if _, err := rootCLI(t, "cluster", "host-rotate", "--host-root", t.TempDir(), "rotate"); err == nil || !strings.Contains(err.Error(), "after --") {
 		t.Errorf("arguments without --: %v", err)
 	}
-	if _, err := clusterCLI(t, "cluster", "wait-plan"); err == nil {
+	if _, err := rootCLI(t, "cluster", "wait-plan"); err == nil {
 		t.Errorf("wait-plan without a plan accepted")
 	}
 }

@@ -26,7 +26,9 @@ func forecastNode(t *testing.T, p k3s.Profile) (dataDir, kubeconfig string) {
 	return dataDir, kubeconfig
 }
 
-func forecastCLI(t *testing.T, args ...string) (string, error) {
+// rootCLI runs the k3scert command tree in process and returns what it
+// printed (stdout and stderr together).
+func rootCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	root := newRoot()
 	var out bytes.Buffer
@@ -63,7 +65,7 @@ func TestForecastScenario2(t *testing.T) {
 			dataDir, kc := forecastNode(t, tt.profile)
 			args := []string{"forecast", "-d", dataDir, "--profile", tt.profile.Name, "--admin-kubeconfig", kc, "--no-endpoints", "--secret", "none",
 				"--from", "2021-07-01", "--to", "2022-12-31", "--restart-at", "2021-07-20"}
-			out, err := forecastCLI(t, args...)
+			out, err := rootCLI(t, args...)
 			if err != nil {
 				t.Fatalf("forecast: %v\n%s", err, out)
 			}
@@ -80,7 +82,7 @@ func TestForecastScenario2(t *testing.T) {
 				}
 			}
 
-			js, err := forecastCLI(t, append(args, "-o", "json")...)
+			js, err := rootCLI(t, append(args, "-o", "json")...)
 			if err != nil {
 				t.Fatalf("forecast -o json: %v", err)
 			}
@@ -93,7 +95,7 @@ func TestForecastScenario2(t *testing.T) {
 				t.Errorf("json: apiVersion %q kind %q lockOut %v restarts %v", f.APIVersion, f.Kind, f.LockOut, f.Restarts)
 			}
 
-			html, err := forecastCLI(t, append(args, "-o", "html")...)
+			html, err := rootCLI(t, append(args, "-o", "html")...)
 			if err != nil {
 				t.Fatalf("forecast -o html: %v", err)
 			}
@@ -103,7 +105,7 @@ func TestForecastScenario2(t *testing.T) {
 			}
 			// A node on another supervisor port (a lab node) is named by
 			// its own port in the page, never by the default one.
-			moved, err := forecastCLI(t, append(args, "-o", "html", "--supervisor-port", "16443")...)
+			moved, err := rootCLI(t, append(args, "-o", "html", "--supervisor-port", "16443")...)
 			if err != nil {
 				t.Fatalf("forecast -o html --supervisor-port: %v", err)
 			}
@@ -126,13 +128,13 @@ func TestForecastFlags(t *testing.T) {
 		{[]string{"--restart-at", "yesterday"}, "--restart-at"},
 		{[]string{"-o", "xml"}, "unknown output format"},
 	} {
-		_, err := forecastCLI(t, append(base, tt.args...)...)
+		_, err := rootCLI(t, append(base, tt.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want %q", tt.args, err, tt.want)
 		}
 	}
 	// Offsets are from --from; the default --to is the latest CA expiry.
-	js, err := forecastCLI(t, append(base, "--restart-at", "+19d", "-o", "json")...)
+	js, err := rootCLI(t, append(base, "--restart-at", "+19d", "-o", "json")...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +152,7 @@ func TestForecastFlags(t *testing.T) {
 
 func TestCheckHTML(t *testing.T) {
 	dataDir, kc := forecastNode(t, k3s.ProfileV118)
-	out, err := forecastCLI(t, "check", "-d", dataDir, "--admin-kubeconfig", kc, "--no-endpoints", "--secret", "none", "--at", "2021-07-20", "-o", "html")
+	out, err := rootCLI(t, "check", "-d", dataDir, "--admin-kubeconfig", kc, "--no-endpoints", "--secret", "none", "--at", "2021-07-20", "-o", "html")
 	if err != nil {
 		if _, ok := err.(exitError); !ok {
 			t.Fatalf("check -o html: %v", err)
