@@ -153,8 +153,7 @@ func (r *ClusterRunner) Resume(ctx context.Context, s cluster.NodeStep) (cluster
 			return res, fmt.Errorf("lab: no agent %q", s.Node.Name)
 		}
 		ts = &timedService{Service: &AgentService{A: a}}
-		v := rotate.Verifier{Check: a.CheckOptions(), Now: time.Now, Timeout: 30 * time.Second, KubeletAddress: a.KubeletAddr()}
-		e = &rotate.Executor{Service: ts, Now: time.Now, Verify: v.Verify}
+		e = &rotate.Executor{Service: ts, Now: time.Now, Verify: a.verifier(a.CheckOptions()).Verify}
 		journal = rotate.JournalPath(a.dataDir, k3s.RoleAgent)
 	default:
 		return res, fmt.Errorf("lab: node %s: unknown role %q", s.Node.Name, s.Node.Role)
@@ -275,8 +274,12 @@ func (a *Agent) RotateExecutor(ctx context.Context, svc rotate.Service) (*rotate
 	if err != nil {
 		return nil, err
 	}
-	// The kubelet stand-in serves on its own loopback port: verify dials it
-	// and requires the renewed serving-kubelet certificate there.
-	v := rotate.Verifier{Check: o, Now: time.Now, Timeout: 30 * time.Second, KubeletAddress: a.KubeletAddr()}
-	return &rotate.Executor{Plan: p, Service: svc, Now: time.Now, Verify: v.Verify}, nil
+	return &rotate.Executor{Plan: p, Service: svc, Now: time.Now, Verify: a.verifier(o).Verify}, nil
+}
+
+// verifier is the agent's rotate verification. The kubelet stand-in
+// serves on its own loopback port: verify dials it and requires the
+// renewed serving-kubelet certificate there.
+func (a *Agent) verifier(o check.Options) rotate.Verifier {
+	return rotate.Verifier{Check: o, Now: time.Now, Timeout: 30 * time.Second, KubeletAddress: a.KubeletAddr()}
 }
